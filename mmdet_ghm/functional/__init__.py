@@ -1,0 +1,12 @@
+"""Pure math on tensors: no state, no registry, no mmdet."""
+from .asl1 import asl1_gradient_norm, asl1_loss
+from .class_balanced import effective_number_weights
+from .density import bin_counts, bin_edges, bin_index, density_weights
+from .focal import focal_modulator, sigmoid_focal_loss
+from .targets import one_hot_labels
+
+__all__ = [
+    'asl1_loss', 'asl1_gradient_norm', 'effective_number_weights', 'bin_edges',
+    'bin_index', 'bin_counts', 'density_weights', 'focal_modulator',
+    'sigmoid_focal_loss', 'one_hot_labels'
+]

@@ -1,0 +1,11 @@
+"""Registered losses (mmdet's MODELS registry)."""
+from .class_balanced_focal import ClassBalancedFocalLoss
+from .ghm_c import GHMCLoss
+from .ghm_r import GHMRLoss
+from .gradient_density import GradientDensity
+from .sigmoid_focal import SigmoidFocalLoss
+
+__all__ = [
+    'GHMCLoss', 'GHMRLoss', 'SigmoidFocalLoss', 'ClassBalancedFocalLoss',
+    'GradientDensity'
+]

@@ -1,0 +1,157 @@
+"""Class-balanced loss from the effective number of samples (Cui et al., CVPR 2019)."""
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmdet.models.losses.utils import weight_reduce_loss
+from mmdet.registry import MODELS
+from torch import Tensor, nn
+
+from ..functional import effective_number_weights, sigmoid_focal_loss
+from .sigmoid_focal import check_num_classes, per_class_tensor
+from .utils import (check_finite, check_index_labels, check_reduction,
+                    check_classification_inputs, compute_dtype,
+                    dense_classification_inputs, expand_weight,
+                    resolve_reduction)
+
+LOSS_TYPES = ('focal', 'sigmoid', 'softmax')
+
+
+@MODELS.register_module()
+class ClassBalancedFocalLoss(nn.Module):
+    """Class-balanced focal, sigmoid or softmax cross-entropy.
+
+    Class c gets ``w_c = (1 - beta) / (1 - beta^n_c)``, normalised so that the
+    C weights sum to C. For the sigmoid variants column c of the logits gets
+    w_c (the multi-label form of the paper). For ``loss_type='softmax'`` the
+    head predicts C + 1 scores (``use_sigmoid=False``, background last); an
+    anchor of class c gets w_c and a background anchor gets 1.0, the mean
+    foreground weight, so re-weighting shifts loss between the object classes
+    and leaves the background's share unchanged.
+
+    Args:
+        class_counts (list[int], optional): Training samples per class. A class
+            with 0 samples is an error (its weight would be infinite). When
+            None, :meth:`set_class_counts` must be called before the first
+            forward (``ClassCountsHook`` does it from the training set).
+        beta (float): In [0, 1); 0 = no re-weighting. Default 0.999.
+        gamma (float, optional): Focusing parameter of ``'focal'``; default 0.5.
+            ``'sigmoid'`` is the focal loss with gamma 0 and ``'softmax'`` has
+            no modulator, so both reject another gamma.
+        loss_type (str): ``'focal'`` (default), ``'sigmoid'`` or ``'softmax'``.
+        alpha (float | list[float] | None): Optional focal alpha for the
+            sigmoid variants. Default None, as in the paper.
+        use_sigmoid (bool): True for the sigmoid variants, False for
+            ``'softmax'``; the head reads it from the config.
+        reduction (str): 'none', 'mean' or 'sum'. Default 'mean'.
+        loss_weight (float): Multiplier of the loss. Default 1.0.
+    """
+
+    def __init__(self,
+                 class_counts: Optional[Sequence[int]] = None,
+                 beta: float = 0.999,
+                 gamma: Optional[float] = None,
+                 loss_type: str = 'focal',
+                 alpha=None,
+                 use_sigmoid: Optional[bool] = None,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0):
+        super().__init__()
+        name = type(self).__name__
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f'{name}: loss_type must be one of {LOSS_TYPES}, got '
+                             f'{loss_type!r}.')
+        expected_sigmoid = loss_type != 'softmax'
+        if use_sigmoid is not None and use_sigmoid != expected_sigmoid:
+            raise ValueError(
+                f"{name}: loss_type={loss_type!r} needs use_sigmoid="
+                f"{expected_sigmoid} (the head predicts "
+                f"{'C' if expected_sigmoid else 'C + 1'} scores per anchor).")
+        if loss_type == 'focal':
+            gamma = 0.5 if gamma is None else gamma
+            if gamma < 0:
+                raise ValueError(f'{name}: gamma must be >= 0, got {gamma}.')
+        elif gamma not in (None, 0):
+            raise ValueError(f"{name}: loss_type={loss_type!r} has no focal term; "
+                             f"use loss_type='focal' for gamma={gamma}.")
+        if loss_type == 'softmax' and alpha is not None:
+            raise ValueError(f"{name}: alpha applies to the sigmoid variants only.")
+        if not 0 <= beta < 1:
+            raise ValueError(f'{name}: beta must be in [0, 1), got {beta}.')
+        check_reduction(name, reduction)
+        self.loss_type = loss_type
+        self.use_sigmoid = expected_sigmoid
+        self.beta = float(beta)
+        self.gamma = float(gamma or 0)
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+        self.alpha = per_class_tensor(name, 'alpha', alpha, allow_scalar=True)
+        self.class_counts = None
+        self.register_buffer('class_weight', None)
+        if class_counts is not None:
+            self.set_class_counts(class_counts)
+
+    def set_class_counts(self, class_counts: Sequence[int]) -> None:
+        """Sets the counts and the class weights (a buffer, saved in checkpoints)."""
+        weights = effective_number_weights(class_counts, self.beta)
+        device = self.class_weight.device if self.class_weight is not None else None
+        self.class_counts = [int(c) for c in class_counts]
+        self.class_weight = weights.to(device)
+
+    def forward(self,
+                pred: Tensor,
+                target: Tensor,
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            pred (Tensor): (N, C) logits for the sigmoid variants, (N, C + 1)
+                class scores (background last) for ``'softmax'``.
+            target (Tensor): (N,) int64 labels in [0, C], C = background; the
+                sigmoid variants also take (N, C) float one-hot / soft targets.
+            weight (Tensor, optional): (N,) label weights, or (N, C) for the
+                sigmoid variants; 0 = ignored.
+            avg_factor (float, optional): 'mean' divides the sum by it (mmdet's
+                heads pass the number of positives, the paper's normaliser).
+            reduction_override (str, optional): 'none', 'mean' or 'sum'.
+
+        Returns:
+            Tensor: fp32 loss, 0-dim, or elementwise for 'none'.
+        """
+        name = type(self).__name__
+        reduction = resolve_reduction(name, self.reduction, reduction_override)
+        if self.class_weight is None:
+            raise RuntimeError(
+                f'{name}: no class counts. Give class_counts=[...] in the loss config '
+                '(tools/class_counts.py prints them for a COCO annotation file) or '
+                'call set_class_counts() before training.')
+        if self.loss_type == 'softmax':
+            loss = self._softmax_loss(name, pred, target, weight)
+        else:
+            check_classification_inputs(name, pred, target, weight)
+            x, y, label_weight = dense_classification_inputs(pred, target, weight)
+            check_num_classes(name, 'class_counts', self.class_weight, x.shape[1])
+            check_num_classes(name, 'alpha', self.alpha, x.shape[1])
+            loss = sigmoid_focal_loss(x, y, self.gamma, self.alpha,
+                                      self.class_weight.to(x.device)) * label_weight
+        loss = weight_reduce_loss(loss, None, reduction, avg_factor)
+        return self.loss_weight * loss
+
+    def _softmax_loss(self, name: str, pred: Tensor, target: Tensor,
+                      weight: Optional[Tensor]) -> Tensor:
+        num_classes = self.class_weight.numel()
+        if pred.dim() != 2 or pred.shape[1] != num_classes + 1:
+            raise ValueError(
+                f"{name}: loss_type='softmax' needs (N, C + 1) = (N, {num_classes + 1}) "
+                f'scores (use_sigmoid=False in the head), got {tuple(pred.shape)}.')
+        check_finite(name, 'pred', pred)
+        check_index_labels(name, target, pred.shape[0], num_classes,
+                           f'{num_classes} = background')
+        label_weight = expand_weight(name, weight, pred.shape[:1]).to(pred.device)
+        dtype = compute_dtype(pred)
+        weights = torch.cat([self.class_weight, self.class_weight.new_ones(1)])
+        loss = F.cross_entropy(pred.to(dtype), target,
+                               weight=weights.to(pred.device, dtype), reduction='none')
+        return loss * label_weight.to(dtype)

@@ -1,0 +1,80 @@
+"""GHM-C: gradient harmonized binary cross-entropy (Li, Liu, Wang, AAAI 2019)."""
+from typing import Optional
+
+import torch.nn.functional as F
+from mmdet.registry import MODELS
+from torch import Tensor, nn
+
+from .gradient_density import GradientDensity, reduce_by_count
+from .utils import (check_classification_inputs, check_reduction,
+                    dense_classification_inputs, resolve_reduction)
+
+
+@MODELS.register_module()
+class GHMCLoss(nn.Module):
+    """GHM-C loss: BCE of each element weighted by ``tot / GD(g) / n``.
+
+    ``g = |sigmoid(x) - y|`` (detached) is binned into ``bins`` even bins of
+    [0, 1]; an element's weight is the number of valid elements ``tot`` over the
+    (EMA) count of its bin, divided by the number of non-empty bins. The mean
+    is the weighted BCE sum over ``tot``. Unlike mmdet's ``GHMC`` it never reads
+    a tensor back to the host and keeps its statistics in fp32.
+
+    Args:
+        bins (int): Number of bins. Default 30 (COCO config).
+        momentum (float): EMA momentum of the bin counts. Default 0.75.
+        use_sigmoid (bool): Must be True (the loss is BCE based); the head reads
+            it from the config to predict C scores per anchor.
+        reduction (str): 'none', 'mean' or 'sum'. Default 'mean'.
+        loss_weight (float): Multiplier of the loss. Default 1.0.
+    """
+
+    def __init__(self,
+                 bins: int = 30,
+                 momentum: float = 0.75,
+                 use_sigmoid: bool = True,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0):
+        super().__init__()
+        if not use_sigmoid:
+            raise ValueError('GHMCLoss: use_sigmoid=False is not supported; GHM-C '
+                             'is a sigmoid (BCE) loss, set use_sigmoid=True.')
+        check_reduction('GHMCLoss', reduction)
+        self.use_sigmoid = True
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+        self.density = GradientDensity(bins, momentum, last_edge=1.0 + 1e-6,
+                                       owner='GHMCLoss')
+
+    def forward(self,
+                pred: Tensor,
+                target: Tensor,
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            pred (Tensor): (N, C) logits, any float dtype.
+            target (Tensor): (N,) int64 labels in [0, C], C = background, or
+                (N, C) float one-hot / soft targets.
+            weight (Tensor, optional): (N,) or (N, C) label weights; elements
+                with weight 0 are ignored (no loss, not in the histogram), the
+                others' loss is multiplied by their weight.
+            avg_factor (float, optional): Accepted for mmdet's call contract
+                and not used: GHM-C normalises by ``tot``, the number of valid
+                elements, which is part of the paper's density weight.
+            reduction_override (str, optional): 'none', 'mean' or 'sum'.
+
+        Returns:
+            Tensor: fp32 loss, 0-dim, or (N, C) for reduction 'none'. With all
+            elements ignored it is 0.
+        """
+        reduction = resolve_reduction('GHMCLoss', self.reduction, reduction_override)
+        check_classification_inputs('GHMCLoss', pred, target, weight)
+        x, y, label_weight = dense_classification_inputs(pred, target, weight)
+        g = (x.detach().sigmoid() - y).abs().float()
+        density_weight, tot = self.density(g, label_weight > 0)
+        loss = F.binary_cross_entropy_with_logits(x, y, reduction='none')
+        loss = loss * (density_weight * label_weight)
+        return self.loss_weight * reduce_by_count(loss, reduction, tot)

@@ -1,0 +1,114 @@
+"""Sigmoid focal loss with per-class alpha, class weights and pos_weight."""
+from typing import Optional, Sequence, Union
+
+import torch
+from mmdet.models.losses.utils import weight_reduce_loss
+from mmdet.registry import MODELS
+from torch import Tensor, nn
+
+from ..functional import sigmoid_focal_loss
+from .utils import (check_classification_inputs, check_reduction,
+                    dense_classification_inputs, resolve_reduction)
+
+
+def per_class_tensor(loss_name: str, name: str, value, allow_scalar: bool = False):
+    """A config value (None, scalar or list) to None, a float or a (C,) tensor."""
+    if value is None or (allow_scalar and isinstance(value, (int, float))):
+        return value
+    tensor = torch.as_tensor(value, dtype=torch.float32)
+    if tensor.dim() != 1:
+        raise ValueError(f'{loss_name}: `{name}` must be a list with one value per '
+                         f'class, got {value!r}.')
+    return tensor
+
+
+def check_num_classes(loss_name: str, name: str, value, num_classes: int) -> None:
+    if isinstance(value, Tensor) and value.numel() != num_classes:
+        raise ValueError(f'{loss_name}: `{name}` has {value.numel()} values but '
+                         f'pred has {num_classes} classes.')
+
+
+@MODELS.register_module()
+class SigmoidFocalLoss(nn.Module):
+    """Focal loss ``w_c * alpha_t * (1 - p_t)^gamma * BCE`` (Lin et al., 2017).
+
+    The modulator is computed in log space, so gradients stay finite for
+    gamma < 1 and for logits of +-100. Works the same on every device.
+
+    Args:
+        use_sigmoid (bool): Must be True; the head reads it from the config.
+        gamma (float): Focusing parameter. Default 2.0.
+        alpha (float | list[float] | None): Weight of the positive term, a
+            scalar or one value per class; None for no alpha. Default 0.25.
+        class_weight (list[float], optional): Weight of each class column.
+        pos_weight (list[float], optional): Extra weight of the positive
+            (y = 1) BCE term of each class, as in multi-label BCE.
+        reduction (str): 'none', 'mean' or 'sum'. Default 'mean'.
+        loss_weight (float): Multiplier of the loss. Default 1.0.
+    """
+
+    def __init__(self,
+                 use_sigmoid: bool = True,
+                 gamma: float = 2.0,
+                 alpha: Union[float, Sequence[float], None] = 0.25,
+                 class_weight: Optional[Sequence[float]] = None,
+                 pos_weight: Optional[Sequence[float]] = None,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0):
+        super().__init__()
+        name = type(self).__name__
+        if not use_sigmoid:
+            raise ValueError(f'{name}: use_sigmoid=False is not supported; the focal '
+                             'loss is sigmoid based, set use_sigmoid=True.')
+        if gamma < 0:
+            raise ValueError(f'{name}: gamma must be >= 0, got {gamma}.')
+        check_reduction(name, reduction)
+        self.use_sigmoid = True
+        self.gamma = float(gamma)
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+        alpha = per_class_tensor(name, 'alpha', alpha, allow_scalar=True)
+        self.alpha = None if isinstance(alpha, Tensor) else alpha
+        self.register_buffer('alpha_per_class',
+                             alpha if isinstance(alpha, Tensor) else None,
+                             persistent=False)
+        self.register_buffer('class_weight',
+                             per_class_tensor(name, 'class_weight', class_weight),
+                             persistent=False)
+        self.register_buffer('pos_weight',
+                             per_class_tensor(name, 'pos_weight', pos_weight),
+                             persistent=False)
+
+    def forward(self,
+                pred: Tensor,
+                target: Tensor,
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            pred (Tensor): (N, C) logits, any float dtype.
+            target (Tensor): (N,) int64 labels in [0, C], C = background, or
+                (N, C) float one-hot / soft targets.
+            weight (Tensor, optional): (N,) or (N, C) label weights, 0 = ignored.
+            avg_factor (float, optional): 'mean' divides the sum by it (mmdet's
+                heads pass the number of positives); without it 'mean' averages
+                over the N * C elements.
+            reduction_override (str, optional): 'none', 'mean' or 'sum'.
+
+        Returns:
+            Tensor: fp32 loss, 0-dim, or (N, C) for 'none'.
+        """
+        name = type(self).__name__
+        reduction = resolve_reduction(name, self.reduction, reduction_override)
+        check_classification_inputs(name, pred, target, weight)
+        x, y, label_weight = dense_classification_inputs(pred, target, weight)
+        alpha = self.alpha if self.alpha_per_class is None else self.alpha_per_class
+        for arg, value in (('alpha', alpha), ('class_weight', self.class_weight),
+                           ('pos_weight', self.pos_weight)):
+            check_num_classes(name, arg, value, x.shape[1])
+        loss = sigmoid_focal_loss(x, y, self.gamma, alpha, self.class_weight,
+                                  self.pos_weight)
+        loss = weight_reduce_loss(loss * label_weight, None, reduction, avg_factor)
+        return self.loss_weight * loss

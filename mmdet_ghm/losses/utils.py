@@ -1,0 +1,120 @@
+"""Argument checks and target expansion shared by the losses.
+
+Shape and dtype errors are raised at once from Python (no tensor is read).
+Value errors (labels out of range, non-finite logits) go through
+``torch._assert_async``: raised immediately on the CPU and as a device-side
+assert on CUDA, so neither ever synchronises the host with the GPU.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ..functional import one_hot_labels
+
+REDUCTIONS = ('none', 'mean', 'sum')
+
+
+def compute_dtype(tensor: Tensor) -> torch.dtype:
+    """fp32 for half/bfloat16/fp32 inputs, fp64 for fp64 (used by gradcheck)."""
+    return torch.promote_types(tensor.dtype, torch.float32)
+
+
+def check_reduction(loss_name: str, reduction: Optional[str]) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{loss_name}: reduction must be one of {REDUCTIONS}, "
+                         f"got {reduction!r}.")
+
+
+def resolve_reduction(loss_name: str, reduction: str,
+                      reduction_override: Optional[str]) -> str:
+    if reduction_override is None:
+        return reduction
+    check_reduction(loss_name, reduction_override)
+    return reduction_override
+
+
+def check_finite(loss_name: str, arg: str, tensor: Tensor) -> None:
+    torch._assert_async(
+        torch.isfinite(tensor).all(),
+        f'{loss_name}: `{arg}` contains NaN or Inf; a non-finite {arg} usually '
+        'means training has diverged (lower the learning rate or clip gradients).')
+
+
+def check_index_labels(loss_name: str, target: Tensor, num_rows: int,
+                       max_label: int, background: str) -> None:
+    """(N,) integer labels with values in [0, max_label]."""
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(
+            f'{loss_name}: (N,) `target` must hold integer class indices '
+            f'(torch.long), got {target.dtype}; for one-hot or soft targets pass '
+            'a float (N, C) tensor.')
+    if target.shape != (num_rows, ):
+        raise ValueError(f'{loss_name}: `target` of index labels must have shape '
+                         f'(N,) = ({num_rows},), got {tuple(target.shape)}.')
+    torch._assert_async(
+        ((target >= 0) & (target <= max_label)).all(),
+        f'{loss_name}: `target` labels must be in [0, {max_label}] '
+        f'({background}); found a label outside that range.')
+
+
+def expand_weight(loss_name: str, weight: Optional[Tensor],
+                  shape: Tuple[int, int]) -> Tensor:
+    """Label weights (N,), (N, C) or None to (N, C); 0 means ignored."""
+    if weight is None:
+        return torch.ones(()).expand(shape)
+    if weight.shape == shape:
+        return weight
+    if weight.shape == shape[:1]:
+        return weight.unsqueeze(-1).expand(shape)
+    raise ValueError(f'{loss_name}: `weight` must have shape (N,) = ({shape[0]},) '
+                     f'or (N, C) = {tuple(shape)}, got {tuple(weight.shape)}.')
+
+
+def check_classification_inputs(loss_name: str, pred: Tensor, target: Tensor,
+                                weight: Optional[Tensor]) -> None:
+    """Checks the arguments of a sigmoid classification loss.
+
+    Args:
+        loss_name (str): Name used in error messages.
+        pred (Tensor): (N, C) logits, any float dtype.
+        target (Tensor): (N,) integer labels in [0, C], C meaning background
+            (what mmdet's heads pass), or (N, C) float one-hot / soft targets.
+        weight (Tensor, optional): (N,) or (N, C) label weights, 0 = ignored.
+    """
+    if pred.dim() != 2 or not pred.is_floating_point():
+        raise ValueError(f'{loss_name}: `pred` must be (N, C) float logits, got '
+                         f'shape {tuple(pred.shape)} and dtype {pred.dtype}.')
+    num_rows, num_classes = pred.shape
+    check_finite(loss_name, 'pred', pred)
+    if target.dim() == 1:
+        check_index_labels(loss_name, target, num_rows, num_classes,
+                           f'{num_classes} = background')
+    elif target.shape == pred.shape:
+        if not target.is_floating_point():
+            raise TypeError(f'{loss_name}: (N, C) `target` must be float one-hot or '
+                            f'soft targets, got {target.dtype}; pass integer '
+                            'labels as an (N,) tensor.')
+    else:
+        raise ValueError(
+            f'{loss_name}: `target` must be (N,) = ({num_rows},) index labels or '
+            f'(N, C) = {tuple(pred.shape)} targets, got {tuple(target.shape)}; '
+            'with use_sigmoid=True the head predicts C scores per anchor.')
+    if weight is not None:
+        expand_weight(loss_name, weight, (num_rows, num_classes))
+
+
+def dense_classification_inputs(pred: Tensor, target: Tensor,
+                                weight: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+    """Checked arguments (see :func:`check_classification_inputs`) to dense form.
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor]: logits, targets and label weights of
+        shape (N, C) in fp32 (fp64 for fp64 logits).
+    """
+    dtype = compute_dtype(pred)
+    if target.dim() == 1:
+        target = one_hot_labels(target, pred.shape[1])
+    weight = expand_weight('', weight, tuple(pred.shape))
+    return (pred.to(dtype), target.to(dtype),
+            weight.to(device=pred.device, dtype=dtype))

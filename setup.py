@@ -1,0 +1,33 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+version = {}
+exec((ROOT / 'mmdet_ghm' / 'version.py').read_text(), version)
+
+
+def read_requirements(name):
+    lines = (ROOT / 'requirements' / name).read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith('#')]
+
+
+setup(
+    name='mmdet-ghm',
+    version=version['__version__'],
+    description='Gradient harmonizing (GHM-C, GHM-R), focal and class-balanced '
+    'focal losses for MMDetection 3.x, with Triton GPU kernels',
+    long_description=(ROOT / 'README.md').read_text(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['mmdet_ghm', 'mmdet_ghm.*']),
+    python_requires='>=3.9',
+    # Ranges, not pins: users install into their own torch/mmcv environment.
+    # The Makefile installs the exact pins of requirements/*.txt.
+    install_requires=['torch', 'mmcv>=2.0.0rc4,<2.2.0', 'mmengine>=0.10,<0.11',
+                      'mmdet>=3.3,<3.4'],
+    extras_require={
+        'triton': ['triton'],
+        'tests': read_requirements('tests.txt'),
+    },
+    license='Apache-2.0',
+)

@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+
+def make_cls_inputs(num_anchors=200, num_classes=7, seed=0, scale=3.0,
+                    pos_frac=0.1, ignore_frac=0.1, dtype=torch.float32):
+    """Random logits, index labels with background (= C) and (N,) label weights
+    with some ignored anchors, like RetinaHead passes them."""
+    gen = torch.Generator().manual_seed(seed)
+    pred = (torch.randn(num_anchors, num_classes, generator=gen) * scale).to(dtype)
+    labels = torch.full((num_anchors, ), num_classes, dtype=torch.long)
+    pos = torch.rand(num_anchors, generator=gen) < pos_frac
+    labels[pos] = torch.randint(0, num_classes, (int(pos.sum()), ), generator=gen)
+    weight = (torch.rand(num_anchors, generator=gen) >= ignore_frac).float()
+    return pred, labels, weight
+
+
+def make_reg_inputs(num_anchors=100, seed=0, pos_frac=0.3, dtype=torch.float32):
+    """Random box deltas, targets and (N, 4) weights: 1 for positives."""
+    gen = torch.Generator().manual_seed(seed)
+    pred = (torch.randn(num_anchors, 4, generator=gen) * 0.2).to(dtype)
+    target = (torch.randn(num_anchors, 4, generator=gen) * 0.2).to(dtype)
+    pos = (torch.rand(num_anchors, generator=gen) < pos_frac).float()
+    return pred, target, pos.unsqueeze(1).expand(-1, 4).contiguous()
+
+
+@pytest.fixture
+def cls_inputs():
+    return make_cls_inputs
+
+
+@pytest.fixture
+def reg_inputs():
+    return make_reg_inputs
