@@ -3,15 +3,14 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from ..functional import effective_number_weights, sigmoid_focal_loss
-from .sigmoid_focal import check_num_classes, per_class_tensor
+from .. import ops
+from ..functional import effective_number_weights
+from .sigmoid_focal import check_num_classes, focal_loss, register_per_class
 from .utils import (check_finite, check_index_labels, check_reduction,
-                    check_classification_inputs, compute_dtype,
-                    dense_classification_inputs, expand_weight,
+                    compute_dtype, expand_weight, mean_denominator, normalise,
                     resolve_reduction)
 
 LOSS_TYPES = ('focal', 'sigmoid', 'softmax')
@@ -45,6 +44,9 @@ class ClassBalancedFocalLoss(nn.Module):
             ``'softmax'``; the head reads it from the config.
         reduction (str): 'none', 'mean' or 'sum'. Default 'mean'.
         loss_weight (float): Multiplier of the loss. Default 1.0.
+        impl (str): For the sigmoid variants: 'auto' (a fused Triton kernel on
+            CUDA tensors when triton is installed, else PyTorch ops), 'triton'
+            or 'torch'. 'softmax' always uses ``F.cross_entropy``.
     """
 
     def __init__(self,
@@ -55,9 +57,12 @@ class ClassBalancedFocalLoss(nn.Module):
                  alpha=None,
                  use_sigmoid: Optional[bool] = None,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0):
+                 loss_weight: float = 1.0,
+                 impl: str = 'auto'):
         super().__init__()
         name = type(self).__name__
+        ops.check_impl(name, impl)
+        self.impl = impl
         if loss_type not in LOSS_TYPES:
             raise ValueError(f'{name}: loss_type must be one of {LOSS_TYPES}, got '
                              f'{loss_type!r}.')
@@ -85,7 +90,7 @@ class ClassBalancedFocalLoss(nn.Module):
         self.gamma = float(gamma or 0)
         self.reduction = reduction
         self.loss_weight = loss_weight
-        self.alpha = per_class_tensor(name, 'alpha', alpha, allow_scalar=True)
+        register_per_class(self, name, 'alpha', alpha, allow_scalar=True)
         self.class_counts = None
         self.register_buffer('class_weight', None)
         if class_counts is not None:
@@ -129,14 +134,15 @@ class ClassBalancedFocalLoss(nn.Module):
                 'call set_class_counts() before training.')
         if self.loss_type == 'softmax':
             loss = self._softmax_loss(name, pred, target, weight)
+            if reduction != 'none':
+                loss = normalise(loss.sum(), reduction,
+                                 mean_denominator(avg_factor, loss.numel()))
         else:
-            check_classification_inputs(name, pred, target, weight)
-            x, y, label_weight = dense_classification_inputs(pred, target, weight)
-            check_num_classes(name, 'class_counts', self.class_weight, x.shape[1])
-            check_num_classes(name, 'alpha', self.alpha, x.shape[1])
-            loss = sigmoid_focal_loss(x, y, self.gamma, self.alpha,
-                                      self.class_weight.to(x.device)) * label_weight
-        loss = weight_reduce_loss(loss, None, reduction, avg_factor)
+            if pred.dim() == 2:
+                check_num_classes(name, 'class_counts', self.class_weight, pred.shape[1])
+            loss = focal_loss(name, self.impl, pred, target, weight, reduction,
+                              avg_factor, self.gamma, self.alpha,
+                              class_weight=self.class_weight.to(pred.device))
         return self.loss_weight * loss
 
     def _softmax_loss(self, name: str, pred: Tensor, target: Tensor,

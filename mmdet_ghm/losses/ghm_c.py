@@ -5,9 +5,10 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .gradient_density import GradientDensity, reduce_by_count
+from .. import ops
+from .gradient_density import GradientDensity
 from .utils import (check_classification_inputs, check_reduction,
-                    dense_classification_inputs, resolve_reduction)
+                    dense_classification_inputs, normalise, resolve_reduction)
 
 
 @MODELS.register_module()
@@ -27,6 +28,8 @@ class GHMCLoss(nn.Module):
             it from the config to predict C scores per anchor.
         reduction (str): 'none', 'mean' or 'sum'. Default 'mean'.
         loss_weight (float): Multiplier of the loss. Default 1.0.
+        impl (str): 'auto' (Triton kernels on CUDA tensors when triton is
+            installed, else PyTorch ops), 'triton' or 'torch'.
     """
 
     def __init__(self,
@@ -34,15 +37,18 @@ class GHMCLoss(nn.Module):
                  momentum: float = 0.75,
                  use_sigmoid: bool = True,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0):
+                 loss_weight: float = 1.0,
+                 impl: str = 'auto'):
         super().__init__()
         if not use_sigmoid:
             raise ValueError('GHMCLoss: use_sigmoid=False is not supported; GHM-C '
                              'is a sigmoid (BCE) loss, set use_sigmoid=True.')
         check_reduction('GHMCLoss', reduction)
+        ops.check_impl('GHMCLoss', impl)
         self.use_sigmoid = True
         self.reduction = reduction
         self.loss_weight = loss_weight
+        self.impl = impl
         self.density = GradientDensity(bins, momentum, last_edge=1.0 + 1e-6,
                                        owner='GHMCLoss')
 
@@ -55,7 +61,7 @@ class GHMCLoss(nn.Module):
         """Compute the loss.
 
         Args:
-            pred (Tensor): (N, C) logits, any float dtype.
+            pred (Tensor): (N, C) logits, fp32, fp16, bf16 (or fp64).
             target (Tensor): (N,) int64 labels in [0, C], C = background, or
                 (N, C) float one-hot / soft targets.
             weight (Tensor, optional): (N,) or (N, C) label weights; elements
@@ -72,9 +78,17 @@ class GHMCLoss(nn.Module):
         """
         reduction = resolve_reduction('GHMCLoss', self.reduction, reduction_override)
         check_classification_inputs('GHMCLoss', pred, target, weight)
-        x, y, label_weight = dense_classification_inputs(pred, target, weight)
-        g = (x.detach().sigmoid() - y).abs().float()
-        density_weight, tot = self.density(g, label_weight > 0)
-        loss = F.binary_cross_entropy_with_logits(x, y, reduction='none')
-        loss = loss * (density_weight * label_weight)
-        return self.loss_weight * reduce_by_count(loss, reduction, tot)
+        reduce = reduction != 'none'
+        if ops.use_triton('GHMCLoss', self.impl, pred):
+            edges = self.density.edges
+            counts = ops.gradient_histogram(pred, target, weight, edges, ops.GHMC_NORM)
+            bin_weights, tot = self.density.weigh(counts)
+            loss = ops.ghmc_weighted_bce(pred, target, weight, edges, bin_weights, reduce)
+        else:
+            x, y, label_weight = dense_classification_inputs(pred, target, weight)
+            g = (x.detach().sigmoid() - y).abs().float()
+            density_weight, tot = self.density(g, label_weight > 0)
+            loss = F.binary_cross_entropy_with_logits(x, y, reduction='none')
+            loss = loss * (density_weight * label_weight)
+            loss = loss.sum() if reduce else loss
+        return self.loss_weight * normalise(loss, reduction, tot.clamp(min=1))

@@ -4,9 +4,11 @@ from typing import Optional
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
+from .. import ops
 from ..functional import asl1_gradient_norm, asl1_loss
-from .gradient_density import GradientDensity, reduce_by_count
-from .utils import check_finite, check_reduction, compute_dtype, resolve_reduction
+from .gradient_density import GradientDensity
+from .utils import (check_finite, check_reduction, compute_dtype, normalise,
+                    resolve_reduction)
 
 
 @MODELS.register_module()
@@ -24,6 +26,9 @@ class GHMRLoss(nn.Module):
         momentum (float): EMA momentum of the bin counts. Default 0.7.
         reduction (str): 'none', 'mean' or 'sum'. Default 'mean'.
         loss_weight (float): Multiplier of the loss. Default 10.0 (COCO config).
+        impl (str): 'auto' (the Triton histogram on CUDA tensors when triton is
+            installed, else PyTorch ops), 'triton' or 'torch'. The loss itself
+            is a few torch ops on the (few) positive anchors.
     """
 
     def __init__(self,
@@ -31,8 +36,11 @@ class GHMRLoss(nn.Module):
                  bins: int = 10,
                  momentum: float = 0.7,
                  reduction: str = 'mean',
-                 loss_weight: float = 10.0):
+                 loss_weight: float = 10.0,
+                 impl: str = 'auto'):
         super().__init__()
+        ops.check_impl('GHMRLoss', impl)
+        self.impl = impl
         if not mu > 0:
             raise ValueError(f'GHMRLoss: mu must be > 0, got {mu}.')
         check_reduction('GHMRLoss', reduction)
@@ -79,7 +87,15 @@ class GHMRLoss(nn.Module):
         dtype = compute_dtype(pred)
         diff = pred.to(dtype) - target.to(dtype)
         label_weight = weight.to(dtype)
-        g = asl1_gradient_norm(diff, self.mu).float()
-        density_weight, tot = self.density(g, label_weight > 0)
+        if ops.use_triton('GHMRLoss', self.impl, pred):
+            counts, idx = ops.gradient_histogram(pred, target, weight,
+                                                 self.density.edges, ops.GHMR_NORM,
+                                                 self.mu, return_index=True)
+            density_weight, tot = self.density.weights_of(idx, counts)
+        else:
+            g = asl1_gradient_norm(diff, self.mu).float()
+            density_weight, tot = self.density(g, label_weight > 0)
         loss = asl1_loss(diff, self.mu) * (density_weight * label_weight)
-        return self.loss_weight * reduce_by_count(loss, reduction, tot)
+        if reduction != 'none':
+            loss = loss.sum()
+        return self.loss_weight * normalise(loss, reduction, tot.clamp(min=1))

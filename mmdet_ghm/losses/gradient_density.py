@@ -44,7 +44,11 @@ class GradientDensity(nn.Module):
             elements) and ``tot``, the number of valid elements (0-dim fp32).
         """
         idx = bin_index(g, valid, self.edges)
-        bin_weights, tot = self.weigh(bin_counts(idx, self.bins))
+        return self.weights_of(idx, bin_counts(idx, self.bins))
+
+    def weights_of(self, idx: Tensor, counts: Tensor):
+        """Weights of elements in bins ``idx`` (``bins`` = ignored), and ``tot``."""
+        bin_weights, tot = self.weigh(counts)
         return bin_weights[idx], tot
 
     def weigh(self, counts: Tensor):
@@ -58,11 +62,3 @@ class GradientDensity(nn.Module):
     def extra_repr(self) -> str:
         return f'bins={self.bins}, momentum={self.momentum}'
 
-
-def reduce_by_count(loss: Tensor, reduction: str, tot: Tensor) -> Tensor:
-    """GHM's reduction: 'mean' divides the sum by ``tot`` (at least 1)."""
-    if reduction == 'none':
-        return loss
-    if reduction == 'sum':
-        return loss.sum()
-    return loss.sum() / tot.clamp(min=1)

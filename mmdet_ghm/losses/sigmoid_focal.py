@@ -2,13 +2,14 @@
 from typing import Optional, Sequence, Union
 
 import torch
-from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
+from .. import ops
 from ..functional import sigmoid_focal_loss
 from .utils import (check_classification_inputs, check_reduction,
-                    dense_classification_inputs, resolve_reduction)
+                    dense_classification_inputs, mean_denominator, normalise,
+                    resolve_reduction)
 
 
 def per_class_tensor(loss_name: str, name: str, value, allow_scalar: bool = False):
@@ -20,6 +21,37 @@ def per_class_tensor(loss_name: str, name: str, value, allow_scalar: bool = Fals
         raise ValueError(f'{loss_name}: `{name}` must be a list with one value per '
                          f'class, got {value!r}.')
     return tensor
+
+
+def register_per_class(module: nn.Module, loss_name: str, name: str, value,
+                       allow_scalar: bool = False) -> None:
+    """Stores a per-class config value as a buffer (so it follows the module's
+    device), and a scalar or None as a plain attribute."""
+    value = per_class_tensor(loss_name, name, value, allow_scalar)
+    if isinstance(value, Tensor):
+        module.register_buffer(name, value, persistent=False)
+    else:
+        setattr(module, name, value)
+
+
+def focal_loss(loss_name: str, impl: str, pred: Tensor, target: Tensor, weight,
+               reduction: str, avg_factor, gamma: float, alpha=None,
+               class_weight=None, pos_weight=None) -> Tensor:
+    """Checked, dispatched and reduced focal loss of both focal modules."""
+    check_classification_inputs(loss_name, pred, target, weight)
+    for arg, value in (('alpha', alpha), ('class_weight', class_weight),
+                       ('pos_weight', pos_weight)):
+        check_num_classes(loss_name, arg, value, pred.shape[1])
+    reduce = reduction != 'none'
+    if ops.use_triton(loss_name, impl, pred):
+        loss = ops.sigmoid_focal_loss_triton(pred, target, weight, gamma, alpha,
+                                             class_weight, pos_weight, reduce)
+    else:
+        x, y, label_weight = dense_classification_inputs(pred, target, weight)
+        loss = sigmoid_focal_loss(x, y, gamma, alpha, class_weight, pos_weight)
+        loss = loss * label_weight
+        loss = loss.sum() if reduce else loss
+    return normalise(loss, reduction, mean_denominator(avg_factor, pred.numel()))
 
 
 def check_num_classes(loss_name: str, name: str, value, num_classes: int) -> None:
@@ -45,6 +77,8 @@ class SigmoidFocalLoss(nn.Module):
             (y = 1) BCE term of each class, as in multi-label BCE.
         reduction (str): 'none', 'mean' or 'sum'. Default 'mean'.
         loss_weight (float): Multiplier of the loss. Default 1.0.
+        impl (str): 'auto' (a fused Triton kernel on CUDA tensors when triton is
+            installed, else PyTorch ops), 'triton' or 'torch'.
     """
 
     def __init__(self,
@@ -54,9 +88,12 @@ class SigmoidFocalLoss(nn.Module):
                  class_weight: Optional[Sequence[float]] = None,
                  pos_weight: Optional[Sequence[float]] = None,
                  reduction: str = 'mean',
-                 loss_weight: float = 1.0):
+                 loss_weight: float = 1.0,
+                 impl: str = 'auto'):
         super().__init__()
         name = type(self).__name__
+        ops.check_impl(name, impl)
+        self.impl = impl
         if not use_sigmoid:
             raise ValueError(f'{name}: use_sigmoid=False is not supported; the focal '
                              'loss is sigmoid based, set use_sigmoid=True.')
@@ -67,17 +104,9 @@ class SigmoidFocalLoss(nn.Module):
         self.gamma = float(gamma)
         self.reduction = reduction
         self.loss_weight = loss_weight
-        alpha = per_class_tensor(name, 'alpha', alpha, allow_scalar=True)
-        self.alpha = None if isinstance(alpha, Tensor) else alpha
-        self.register_buffer('alpha_per_class',
-                             alpha if isinstance(alpha, Tensor) else None,
-                             persistent=False)
-        self.register_buffer('class_weight',
-                             per_class_tensor(name, 'class_weight', class_weight),
-                             persistent=False)
-        self.register_buffer('pos_weight',
-                             per_class_tensor(name, 'pos_weight', pos_weight),
-                             persistent=False)
+        register_per_class(self, name, 'alpha', alpha, allow_scalar=True)
+        register_per_class(self, name, 'class_weight', class_weight)
+        register_per_class(self, name, 'pos_weight', pos_weight)
 
     def forward(self,
                 pred: Tensor,
@@ -102,13 +131,6 @@ class SigmoidFocalLoss(nn.Module):
         """
         name = type(self).__name__
         reduction = resolve_reduction(name, self.reduction, reduction_override)
-        check_classification_inputs(name, pred, target, weight)
-        x, y, label_weight = dense_classification_inputs(pred, target, weight)
-        alpha = self.alpha if self.alpha_per_class is None else self.alpha_per_class
-        for arg, value in (('alpha', alpha), ('class_weight', self.class_weight),
-                           ('pos_weight', self.pos_weight)):
-            check_num_classes(name, arg, value, x.shape[1])
-        loss = sigmoid_focal_loss(x, y, self.gamma, alpha, self.class_weight,
-                                  self.pos_weight)
-        loss = weight_reduce_loss(loss * label_weight, None, reduction, avg_factor)
+        loss = focal_loss(name, self.impl, pred, target, weight, reduction, avg_factor,
+                          self.gamma, self.alpha, self.class_weight, self.pos_weight)
         return self.loss_weight * loss

@@ -34,6 +34,20 @@ def resolve_reduction(loss_name: str, reduction: str,
     return reduction_override
 
 
+def normalise(total: Tensor, reduction: str, denominator) -> Tensor:
+    """The last step of a reduction: 'none' and 'sum' return ``total`` (the
+    elementwise losses or their sum), 'mean' divides it by ``denominator``."""
+    return total / denominator if reduction == 'mean' else total
+
+
+def mean_denominator(avg_factor, numel: int):
+    """mmdet's 'mean': over ``avg_factor`` (+ eps, as ``weight_reduce_loss``) when
+    given, else over the number of elements (at least 1, so empty input gives 0)."""
+    if avg_factor is None:
+        return max(numel, 1)
+    return avg_factor + torch.finfo(torch.float32).eps
+
+
 def check_finite(loss_name: str, arg: str, tensor: Tensor) -> None:
     torch._assert_async(
         torch.isfinite(tensor).all(),

@@ -1,0 +1,92 @@
+"""What every kernel shares: argument layout and per-element loads.
+
+Kernels see the (N, C) elements as a flat array. Targets are either (N,) index
+labels (C = background, never materialised as one-hot) or dense (N, C); label
+weights are absent, per row (N,) or dense (N, C).
+"""
+from typing import NamedTuple
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+BLOCK = 1024
+NO_WEIGHT, ROW_WEIGHT, DENSE_WEIGHT = 0, 1, 2
+
+
+class Elements(NamedTuple):
+    pred: Tensor
+    target: Tensor
+    weight: Tensor
+    target_is_index: bool
+    weight_mode: int
+    num_cols: int
+
+    @property
+    def numel(self) -> int:
+        return self.pred.numel()
+
+    def grid(self):
+        return (triton.cdiv(max(self.numel, 1), BLOCK), )
+
+
+def elements(pred: Tensor, target: Tensor, weight) -> Elements:
+    """Lays out checked (N, C) arguments for the kernels; copies nothing that is
+    already contiguous, and reads an expanded (N, 1) -> (N, C) weight per row."""
+    pred = pred.contiguous()
+    target_is_index = target.dim() == 1
+    target = target.contiguous()
+    if weight is None:
+        weight, mode = pred, NO_WEIGHT  # a valid pointer that is never read
+    elif weight.dim() == 1:
+        weight, mode = weight.contiguous(), ROW_WEIGHT
+    elif weight.stride(-1) == 0:
+        weight, mode = weight[:, 0].contiguous(), ROW_WEIGHT
+    else:
+        weight, mode = weight.contiguous(), DENSE_WEIGHT
+    return Elements(pred, target, weight, target_is_index, mode, pred.shape[-1])
+
+
+@triton.jit
+def load_elements(pred_ptr, target_ptr, weight_ptr, pid, n, C,
+                  TARGET_IS_INDEX: tl.constexpr, WEIGHT_MODE: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    """fp32 pred x, target y and label weight w of one block, and their offsets."""
+    offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    row = offs // C
+    x = tl.load(pred_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if TARGET_IS_INDEX:
+        label = tl.load(target_ptr + row, mask=mask, other=-1)
+        y = (label == offs % C).to(tl.float32)
+    else:
+        y = tl.load(target_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if WEIGHT_MODE == 0:
+        w = tl.where(mask, 1.0, 0.0)
+    elif WEIGHT_MODE == 1:
+        w = tl.load(weight_ptr + row, mask=mask, other=0.0).to(tl.float32)
+    else:
+        w = tl.load(weight_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    return x, y, w, offs, mask
+
+
+@triton.jit
+def bin_of(g, edges_ptr, BINS: tl.constexpr):
+    """``i`` with ``edges[i] <= g < edges[i + 1]``, as torch.bucketize decides it:
+    floor(g * BINS) is off by at most one where edges[i] rounds, so compare."""
+    idx = tl.minimum(tl.maximum((g * BINS).to(tl.int32), 0), BINS - 1)
+    idx = tl.where(g < tl.load(edges_ptr + idx), idx - 1, idx)
+    idx = tl.where(g >= tl.load(edges_ptr + idx + 1), idx + 1, idx)
+    return tl.minimum(tl.maximum(idx, 0), BINS - 1)
+
+
+@triton.jit
+def log_sigmoid(x):
+    """log(sigmoid(x)), finite for any finite x."""
+    return tl.minimum(x, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(x)))
+
+
+def block_partials(els: Elements) -> Tensor:
+    """One fp32 slot per block: summed in a fixed order, so sums are deterministic."""
+    return torch.empty(els.grid()[0], dtype=torch.float32, device=els.pred.device)

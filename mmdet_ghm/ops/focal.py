@@ -1,0 +1,134 @@
+"""Fused sigmoid focal loss forward and backward (Triton), autograd Function.
+
+Covers ``SigmoidFocalLoss`` and the sigmoid variants of
+``ClassBalancedFocalLoss``: index or dense targets, scalar / per-class alpha,
+per-class column weights (the class-balanced weights) and pos_weight. The
+modulator is computed in log space as in ``functional.focal_modulator``:
+``log(1 - p_t) = logaddexp(log y + logsig(-x), log(1 - y) + logsig(x))``.
+Twin: ``functional.sigmoid_focal_loss`` with autograd.
+"""
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .elements import BLOCK, block_partials, elements, load_elements, log_sigmoid
+
+
+@triton.jit
+def _focal_terms(x, y, offs, C, alpha_ptr, class_weight_ptr, pos_weight_ptr,
+                 gamma, USE_ALPHA: tl.constexpr):
+    """BCE, log(1 - p_t), the modulator and the constant factor of each element."""
+    col = offs % C
+    pos_weight = tl.load(pos_weight_ptr + col)
+    log_p = log_sigmoid(x)
+    log_q = log_sigmoid(-x)
+    bce = -(pos_weight * y * log_p + (1.0 - y) * log_q)
+    u = tl.log(y) + log_q  # -inf where y = 0: contributes exp(-inf) = 0 below
+    v = tl.log(1.0 - y) + log_p
+    m = tl.maximum(u, v)
+    log_one_minus_pt = m + tl.log(tl.exp(u - m) + tl.exp(v - m))
+    modulator = tl.exp(gamma * log_one_minus_pt)
+    factor = tl.load(class_weight_ptr + col)
+    if USE_ALPHA:
+        alpha = tl.load(alpha_ptr + col)
+        factor = factor * (alpha * y + (1.0 - alpha) * (1.0 - y))
+    return bce, log_p, log_q, log_one_minus_pt, modulator, factor, pos_weight
+
+
+@triton.jit
+def _focal_forward_kernel(pred_ptr, target_ptr, weight_ptr, alpha_ptr, class_weight_ptr,
+                          pos_weight_ptr, out_ptr, n, C, gamma,
+                          TARGET_IS_INDEX: tl.constexpr, WEIGHT_MODE: tl.constexpr,
+                          USE_ALPHA: tl.constexpr, REDUCE: tl.constexpr,
+                          BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, weight_ptr, pid, n, C,
+                                        TARGET_IS_INDEX, WEIGHT_MODE, BLOCK)
+    bce, _, _, _, modulator, factor, _ = _focal_terms(
+        x, y, offs, C, alpha_ptr, class_weight_ptr, pos_weight_ptr, gamma, USE_ALPHA)
+    loss = tl.where(mask, factor * modulator * bce * w, 0.0)
+    if REDUCE:
+        tl.store(out_ptr + pid, tl.sum(loss, axis=0))
+    else:
+        tl.store(out_ptr + offs, loss, mask=mask)
+
+
+@triton.jit
+def _focal_backward_kernel(pred_ptr, target_ptr, weight_ptr, alpha_ptr, class_weight_ptr,
+                           pos_weight_ptr, grad_out_ptr, grad_pred_ptr, n, C, gamma,
+                           TARGET_IS_INDEX: tl.constexpr, WEIGHT_MODE: tl.constexpr,
+                           USE_ALPHA: tl.constexpr, REDUCE: tl.constexpr,
+                           BLOCK: tl.constexpr):
+    x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, weight_ptr,
+                                        tl.program_id(0), n, C, TARGET_IS_INDEX,
+                                        WEIGHT_MODE, BLOCK)
+    bce, log_p, log_q, log_one_minus_pt, modulator, factor, pos_weight = _focal_terms(
+        x, y, offs, C, alpha_ptr, class_weight_ptr, pos_weight_ptr, gamma, USE_ALPHA)
+    if REDUCE:
+        grad_out = tl.load(grad_out_ptr)
+    else:
+        grad_out = tl.load(grad_out_ptr + offs, mask=mask, other=0.0)
+    p = tl.sigmoid(x)
+    d_bce = (1.0 - y) * p - pos_weight * y * (1.0 - p)
+    # d log(1 - p_t) / dx = (1 - 2y) p (1 - p) / (1 - p_t), in log space
+    d_log_one_minus_pt = (1.0 - 2.0 * y) * tl.exp(log_p + log_q - log_one_minus_pt)
+    d_modulator = gamma * modulator * d_log_one_minus_pt
+    grad = factor * w * (d_modulator * bce + modulator * d_bce) * grad_out
+    tl.store(grad_pred_ptr + offs, grad, mask=mask)
+
+
+def _class_vector(value, num_classes: int, like: Tensor, default: float) -> Tensor:
+    """A scalar, a (C,) tensor or None as a (C,) fp32 tensor on like's device."""
+    if value is None or not isinstance(value, Tensor):
+        value = default if value is None else value
+        return torch.full((num_classes, ), float(value), dtype=torch.float32,
+                          device=like.device)
+    return value.to(device=like.device, dtype=torch.float32).contiguous()
+
+
+class SigmoidFocal(torch.autograd.Function):
+    """Sum (or elementwise) of ``w_c * alpha_t * (1 - p_t)^gamma * BCE_pw * label_weight``."""
+
+    @staticmethod
+    def forward(ctx, pred, target, weight, gamma, alpha, class_weight, pos_weight,
+                reduce: bool):
+        els = elements(pred, target, weight)
+        num_classes = els.num_cols
+        vectors = (_class_vector(alpha, num_classes, pred, 1.0),
+                   _class_vector(class_weight, num_classes, pred, 1.0),
+                   _class_vector(pos_weight, num_classes, pred, 1.0))
+        out = (block_partials(els) if reduce else
+               torch.empty(pred.shape, dtype=torch.float32, device=pred.device))
+        flags = dict(TARGET_IS_INDEX=els.target_is_index, WEIGHT_MODE=els.weight_mode,
+                     USE_ALPHA=alpha is not None, REDUCE=reduce, BLOCK=BLOCK)
+        if els.numel:
+            _focal_forward_kernel[els.grid()](els.pred, els.target, els.weight, *vectors,
+                                              out, els.numel, num_classes,
+                                              float(gamma), **flags)
+        ctx.save_for_backward(els.pred, els.target, els.weight, *vectors)
+        ctx.gamma, ctx.flags, ctx.num_classes = float(gamma), flags, num_classes
+        return out.sum() if reduce else out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        pred, target, weight, *vectors = ctx.saved_tensors
+        grad_pred = torch.empty_like(pred)
+        if pred.numel():
+            _focal_backward_kernel[(triton.cdiv(pred.numel(), BLOCK), )](
+                pred, target, weight, *vectors, grad_out.float().contiguous(),
+                grad_pred, pred.numel(), ctx.num_classes, ctx.gamma, **ctx.flags)
+        return grad_pred, None, None, None, None, None, None, None
+
+
+def sigmoid_focal_loss_triton(pred: Tensor, target: Tensor, weight, gamma: float,
+                              alpha=None, class_weight=None, pos_weight=None,
+                              reduce: bool = True) -> Tensor:
+    """Triton focal loss body; arguments as ``functional.sigmoid_focal_loss``
+    plus label ``weight`` ((N,), (N, C) or None) and index or dense ``target``.
+
+    Returns:
+        Tensor: the fp32 sum when ``reduce``, else the (N, C) fp32 losses.
+    """
+    return SigmoidFocal.apply(pred, target, weight, gamma, alpha, class_weight,
+                              pos_weight, reduce)

@@ -1,0 +1,171 @@
+"""Every Triton kernel against its PyTorch twin (interpreter on the CPU here)."""
+import pytest
+import torch
+
+from mmdet_ghm import ops
+from mmdet_ghm.functional import bin_counts, bin_edges, bin_index
+from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
+                              SigmoidFocalLoss)
+
+from ..conftest import make_cls_inputs, make_reg_inputs
+
+DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6),
+       torch.float16: dict(rtol=2e-3, atol=1e-4),
+       torch.bfloat16: dict(rtol=2e-2, atol=1e-3)}
+
+# 1237 * 7 elements: not a multiple of the 1024-element block
+CASES = {
+    'index labels, row weights': dict(),
+    'all background': dict(pos_frac=0.0),
+    'all ignored': dict(ignore_frac=1.0),
+    'few elements': dict(num_anchors=3),
+}
+
+
+def cls_case(case, dtype=torch.float32, seed=0):
+    kwargs = dict(num_anchors=1237, num_classes=7, seed=seed, dtype=dtype)
+    kwargs.update(CASES[case])
+    return [t.to(DEVICE) for t in make_cls_inputs(**kwargs)]
+
+
+def dense(pred, labels, weight):
+    one_hot = (labels[:, None] == torch.arange(pred.shape[1], device=DEVICE)).float()
+    return one_hot, weight[:, None].expand_as(pred).contiguous()
+
+
+def run(loss_fn, pred, *args, **kwargs):
+    pred = pred.clone().requires_grad_()
+    loss = loss_fn(pred, *args, **kwargs)
+    loss.backward(torch.ones_like(loss))
+    return loss.detach(), pred.grad
+
+
+@pytest.mark.parametrize('case', CASES)
+@pytest.mark.parametrize('layout', ['index', 'dense'])
+def test_histogram_kernel_ghmc(case, layout):
+    pred, labels, weight = cls_case(case)
+    edges = bin_edges(30, 1 + 1e-6, device=DEVICE)
+    one_hot, dense_weight = dense(pred, labels, weight)
+    g = (pred.float().sigmoid() - one_hot).abs()
+    expected = bin_counts(bin_index(g, dense_weight > 0, edges), 30)
+    args = (labels, weight) if layout == 'index' else (one_hot, dense_weight)
+    counts = ops.gradient_histogram(pred, *args, edges, ops.GHMC_NORM)
+    assert torch.equal(counts, expected)
+    assert counts.sum() == (dense_weight > 0).sum()
+
+
+def test_histogram_kernel_ghmr_with_index():
+    pred, target, weight = [t.to(DEVICE) for t in make_reg_inputs(num_anchors=333)]
+    edges = bin_edges(10, 1e3, device=DEVICE)
+    diff = pred - target
+    g = diff.abs() / torch.sqrt(diff * diff + 0.02**2)
+    expected_index = bin_index(g, weight > 0, edges)
+    counts, index = ops.gradient_histogram(pred, target, weight, edges, ops.GHMR_NORM,
+                                           0.02, return_index=True)
+    assert torch.equal(index, expected_index)
+    assert torch.equal(counts, bin_counts(expected_index, 10))
+
+
+@pytest.mark.parametrize('case', CASES)
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
+def test_ghmc_triton_equals_torch(case, dtype):
+    triton_loss = GHMCLoss(impl='triton').to(DEVICE)
+    torch_loss = GHMCLoss(impl='torch').to(DEVICE)
+    for call in range(3):  # successive calls: the EMA path
+        pred, labels, weight = cls_case(case, dtype, seed=call)
+        loss, grad = run(triton_loss, pred, labels, weight)
+        ref_loss, ref_grad = run(torch_loss, pred, labels, weight)
+        assert loss.dtype == torch.float32 and grad.dtype == dtype
+        torch.testing.assert_close(loss, ref_loss, **TOL[torch.float32])
+        torch.testing.assert_close(grad, ref_grad, **TOL[dtype])
+        torch.testing.assert_close(triton_loss.density.acc_sum,
+                                   torch_loss.density.acc_sum)
+
+
+@pytest.mark.parametrize('reduction', ['none', 'sum'])
+def test_ghmc_triton_reductions_and_dense_targets(reduction):
+    pred, labels, weight = cls_case('index labels, row weights')
+    one_hot, dense_weight = dense(pred, labels, weight)
+    args = (one_hot, dense_weight)
+    loss, grad = run(GHMCLoss(impl='triton', reduction=reduction).to(DEVICE), pred, *args)
+    ref_loss, ref_grad = run(GHMCLoss(impl='torch', reduction=reduction).to(DEVICE),
+                             pred, *args)
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(grad, ref_grad)
+
+
+@pytest.mark.parametrize('pos_frac', [0.3, 0.0])
+def test_ghmr_triton_equals_torch(pos_frac):
+    triton_loss = GHMRLoss(impl='triton').to(DEVICE)
+    torch_loss = GHMRLoss(impl='torch').to(DEVICE)
+    for call in range(3):
+        pred, target, weight = [t.to(DEVICE) for t in make_reg_inputs(
+            num_anchors=301, seed=call, pos_frac=pos_frac)]
+        loss, grad = run(triton_loss, pred, target, weight)
+        ref_loss, ref_grad = run(torch_loss, pred, target, weight)
+        torch.testing.assert_close(loss, ref_loss)
+        torch.testing.assert_close(grad, ref_grad)
+        torch.testing.assert_close(triton_loss.density.acc_sum,
+                                   torch_loss.density.acc_sum)
+
+
+FOCAL_CONFIGS = {
+    'retinanet': dict(gamma=2.0, alpha=0.25),
+    'gamma<1, no alpha': dict(gamma=0.3, alpha=None),
+    'per-class everything': dict(gamma=1.5, alpha=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+                                 class_weight=[1, 2, 3, 4, 5, 6, 7],
+                                 pos_weight=[2.0, 1, 1, 0.5, 1, 3, 1]),
+}
+
+
+@pytest.mark.parametrize('config', FOCAL_CONFIGS)
+@pytest.mark.parametrize('case', CASES)
+@pytest.mark.parametrize('reduction', ['mean', 'none'])
+def test_focal_triton_equals_torch(config, case, reduction):
+    kwargs = dict(FOCAL_CONFIGS[config], reduction=reduction)
+    pred, labels, weight = cls_case(case)
+    fused = SigmoidFocalLoss(impl='triton', **kwargs).to(DEVICE)
+    twin = SigmoidFocalLoss(impl='torch', **kwargs).to(DEVICE)
+    for args in ((labels, weight), dense(pred, labels, weight)):
+        loss, grad = run(fused, pred, *args, avg_factor=11.0)
+        ref_loss, ref_grad = run(twin, pred, *args, avg_factor=11.0)
+        torch.testing.assert_close(loss, ref_loss)
+        torch.testing.assert_close(grad, ref_grad)
+
+
+def test_focal_triton_soft_targets_and_extreme_logits():
+    pred = torch.tensor([[-100.0, 100.0, -100.0, 100.0, 0.0, 3.0]] * 3, device=DEVICE)
+    soft = torch.tensor([[0.0, 1.0, 1.0, 0.0, 0.5, 0.2]] * 3, device=DEVICE)
+    for gamma in (0.2, 2.0):
+        loss, grad = run(SigmoidFocalLoss(gamma=gamma, impl='triton', reduction='none'),
+                         pred, soft)
+        ref_loss, ref_grad = run(SigmoidFocalLoss(gamma=gamma, impl='torch',
+                                                  reduction='none'), pred, soft)
+        assert torch.isfinite(grad).all()
+        torch.testing.assert_close(loss, ref_loss)
+        torch.testing.assert_close(grad, ref_grad)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_focal_triton_half_inputs(dtype):
+    pred, labels, weight = cls_case('index labels, row weights', dtype)
+    loss, grad = run(SigmoidFocalLoss(impl='triton'), pred, labels, weight)
+    ref_loss, ref_grad = run(SigmoidFocalLoss(impl='torch'), pred, labels, weight)
+    assert grad.dtype == dtype
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(grad, ref_grad, **TOL[dtype])
+
+
+@pytest.mark.parametrize('loss_type', ['focal', 'sigmoid'])
+def test_class_balanced_triton_equals_torch(loss_type):
+    counts = [500, 120, 40, 9, 3, 60, 1]
+    pred, labels, weight = cls_case('index labels, row weights')
+    fused = ClassBalancedFocalLoss(class_counts=counts, loss_type=loss_type,
+                                   impl='triton').to(DEVICE)
+    twin = ClassBalancedFocalLoss(class_counts=counts, loss_type=loss_type,
+                                  impl='torch').to(DEVICE)
+    loss, grad = run(fused, pred, labels, weight, avg_factor=20.0)
+    ref_loss, ref_grad = run(twin, pred, labels, weight, avg_factor=20.0)
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(grad, ref_grad)
