@@ -1,12 +1,13 @@
 """Pure math on tensors: no state, no registry, no mmdet."""
 from .asl1 import asl1_gradient_norm, asl1_loss
 from .class_balanced import effective_number_weights
-from .density import bin_counts, bin_edges, bin_index, density_weights
+from .density import bin_counts, bin_index, density_weights
 from .focal import focal_modulator, sigmoid_focal_loss
+from .ghmc import ghmc_bins, ghmc_weighted_bce
 from .targets import one_hot_labels
 
 __all__ = [
-    'asl1_loss', 'asl1_gradient_norm', 'effective_number_weights', 'bin_edges',
-    'bin_index', 'bin_counts', 'density_weights', 'focal_modulator',
-    'sigmoid_focal_loss', 'one_hot_labels'
+    'asl1_loss', 'asl1_gradient_norm', 'effective_number_weights', 'bin_index',
+    'bin_counts', 'density_weights', 'focal_modulator', 'sigmoid_focal_loss',
+    'one_hot_labels', 'ghmc_bins', 'ghmc_weighted_bce'
 ]

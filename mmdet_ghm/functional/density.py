@@ -3,58 +3,56 @@
 Pure tensor math, no state. All statistics are fp32 (counts int64) whatever the
 input dtype, and nothing here synchronises the host with the device.
 """
+from typing import Optional
+
 import torch
 from torch import Tensor
 
 
-def bin_edges(bins: int, last_edge: float, device=None) -> Tensor:
-    """Edges ``i / bins`` for ``i = 0..bins`` with the last one replaced.
+def bin_index(g: Tensor, bins: int, valid: Optional[Tensor] = None,
+              dtype: torch.dtype = torch.int64) -> Tensor:
+    """Bin of each gradient norm: ``i`` with ``i / bins <= g < (i + 1) / bins``.
+
+    Computed as ``min(floor(g * bins), bins - 1)`` in the dtype of g, so g = 1 is
+    in the last bin (the paper's last edge 1 + 1e-6) and the Triton kernels bin
+    exactly alike. (mmdet compares g with the rounded edges ``fl(i / bins)``
+    instead; the two differ only for g within an ulp of an edge.)
 
     Args:
-        bins (int): Number of bins splitting [0, 1] evenly.
-        last_edge (float): Upper edge of the last bin (GHM-C: ``1 + 1e-6`` so
-            that g = 1 is counted, GHM-R: ``1e3``).
+        g (Tensor): Gradient norms in [0, 1], any shape.
+        bins (int): Number of bins.
+        valid (Tensor, optional): Bool mask broadcastable to g; False for
+            ignored elements.
+        dtype (torch.dtype): int64, or uint8 for bins < 255 (less memory
+            traffic; only the CPU's ``bincount`` takes it).
 
     Returns:
-        Tensor: fp32 edges of shape (bins + 1,).
+        Tensor: bins of g's shape; ignored elements get the overflow index
+        ``bins``, which no weight is given to.
     """
-    edges = torch.arange(bins + 1, dtype=torch.float32, device=device) / bins
-    edges[-1] = last_edge
-    return edges
+    idx = (g * bins).to(dtype).clamp_(max=bins - 1)
+    return idx if valid is None else idx.masked_fill_(~valid, bins)
 
 
-def bin_index(g: Tensor, valid: Tensor, edges: Tensor) -> Tensor:
-    """Bin of each element: ``i`` with ``edges[i] <= g < edges[i + 1]``.
+def bin_counts(idx: Tensor, bins: int, weights: Optional[Tensor] = None) -> Tensor:
+    """Number of elements (or sum of their ``weights``) per bin, ignoring the
+    overflow index ``bins``.
 
-    Args:
-        g (Tensor): Gradient norms, any shape, fp32.
-        valid (Tensor): Bool mask of g's shape; False for ignored elements.
-        edges (Tensor): fp32 edges of shape (bins + 1,), see :func:`bin_edges`.
+    On the CPU ``bincount``; elsewhere ``scatter_add_``, because ``bincount``
+    reads the maximum back to the host on CUDA to size its output.
 
     Returns:
-        Tensor: int64 indices of g's shape; ignored elements (and any g outside
-        the edges) get the overflow index ``bins``, which no weight is given to.
-    """
-    bins = edges.numel() - 1
-    idx = torch.bucketize(g, edges, right=True) - 1
-    inside = valid & (idx >= 0) & (idx < bins)
-    return torch.where(inside, idx, torch.full_like(idx, bins))
-
-
-def bin_counts(idx: Tensor, bins: int) -> Tensor:
-    """Number of elements per bin, ignoring the overflow index ``bins``.
-
-    ``scatter_add_`` rather than ``bincount``: on CUDA bincount reads the maximum
-    back to the host to size its output.
-
-    Returns:
-        Tensor: int64 counts of shape (bins,).
+        Tensor: (bins,) int64 counts, or sums in the dtype of ``weights``.
     """
     flat = idx.reshape(-1)
-    counts = torch.zeros(bins + 1, dtype=torch.int64, device=idx.device)
-    counts.scatter_add_(0, flat, torch.ones(1, dtype=torch.int64,
-                                            device=idx.device).expand_as(flat))
-    return counts[:bins]
+    if weights is not None:
+        weights = weights.reshape(-1)
+    if flat.device.type == 'cpu':
+        return torch.bincount(flat, weights, minlength=bins + 1)[:bins]
+    if weights is None:
+        weights = torch.ones(1, dtype=torch.int64, device=flat.device).expand_as(flat)
+    sums = torch.zeros(bins + 1, dtype=weights.dtype, device=flat.device)
+    return sums.scatter_add_(0, flat.long(), weights)[:bins]
 
 
 def density_weights(counts: Tensor, acc_sum: Tensor, momentum: float):

@@ -1,14 +1,14 @@
 """GHM-C: gradient harmonized binary cross-entropy (Li, Liu, Wang, AAAI 2019)."""
 from typing import Optional
 
-import torch.nn.functional as F
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from .. import ops
+from ..functional import bin_counts, ghmc_bins, ghmc_weighted_bce
 from .gradient_density import GradientDensity
-from .utils import (check_classification_inputs, check_reduction,
-                    dense_classification_inputs, normalise, resolve_reduction)
+from .utils import (check_classification_inputs, check_reduction, compute_dtype,
+                    normalise, resolve_reduction)
 
 
 @MODELS.register_module()
@@ -49,8 +49,7 @@ class GHMCLoss(nn.Module):
         self.reduction = reduction
         self.loss_weight = loss_weight
         self.impl = impl
-        self.density = GradientDensity(bins, momentum, last_edge=1.0 + 1e-6,
-                                       owner='GHMCLoss')
+        self.density = GradientDensity(bins, momentum, owner='GHMCLoss')
 
     def forward(self,
                 pred: Tensor,
@@ -79,16 +78,18 @@ class GHMCLoss(nn.Module):
         reduction = resolve_reduction('GHMCLoss', self.reduction, reduction_override)
         check_classification_inputs('GHMCLoss', pred, target, weight)
         reduce = reduction != 'none'
+        bins = self.density.bins
         if ops.use_triton('GHMCLoss', self.impl, pred):
-            edges = self.density.edges
-            counts = ops.gradient_histogram(pred, target, weight, edges, ops.GHMC_NORM)
+            counts = ops.gradient_histogram(pred, target, weight, bins, ops.GHMC_NORM)
             bin_weights, tot = self.density.weigh(counts)
-            loss = ops.ghmc_weighted_bce(pred, target, weight, edges, bin_weights, reduce)
+            loss = ops.ghmc_weighted_bce(pred, target, weight, bin_weights, reduce)
         else:
-            x, y, label_weight = dense_classification_inputs(pred, target, weight)
-            g = (x.detach().sigmoid() - y).abs().float()
-            density_weight, tot = self.density(g, label_weight > 0)
-            loss = F.binary_cross_entropy_with_logits(x, y, reduction='none')
-            loss = loss * (density_weight * label_weight)
-            loss = loss.sum() if reduce else loss
+            dtype = compute_dtype(pred)
+            if target.dim() == 2:
+                target = target.to(dtype)
+            if weight is not None:
+                weight = weight.to(dtype).view(len(pred), -1)  # (N, 1) or (N, C)
+            p, idx = ghmc_bins(pred.detach().to(dtype), target, weight, bins)
+            bin_weights, tot = self.density.weigh(bin_counts(idx, bins))
+            loss = ghmc_weighted_bce(pred, target, p, idx, bin_weights, weight, reduce)
         return self.loss_weight * normalise(loss, reduction, tot.clamp(min=1))

@@ -16,8 +16,7 @@ class GHMRLoss(nn.Module):
     """GHM-R loss: ASL1 of each element weighted by ``tot / GD(g) / n``.
 
     ``ASL1(d) = sqrt(d^2 + mu^2) - mu`` with ``d = pred - target``; its gradient
-    norm ``g = |d| / sqrt(d^2 + mu^2)`` in [0, 1) is binned as in GHM-C (the
-    last edge is 1e3). The mean is the weighted sum over ``tot``, the number
+    norm ``g = |d| / sqrt(d^2 + mu^2)`` in [0, 1) is binned as in GHM-C. The mean is the weighted sum over ``tot``, the number
     of valid elements (4 per positive anchor).
 
     Args:
@@ -47,8 +46,7 @@ class GHMRLoss(nn.Module):
         self.mu = float(mu)
         self.reduction = reduction
         self.loss_weight = loss_weight
-        self.density = GradientDensity(bins, momentum, last_edge=1e3,
-                                       owner='GHMRLoss')
+        self.density = GradientDensity(bins, momentum, owner='GHMRLoss')
 
     def forward(self,
                 pred: Tensor,
@@ -89,7 +87,7 @@ class GHMRLoss(nn.Module):
         label_weight = weight.to(dtype)
         if ops.use_triton('GHMRLoss', self.impl, pred):
             counts, idx = ops.gradient_histogram(pred, target, weight,
-                                                 self.density.edges, ops.GHMR_NORM,
+                                                 self.density.bins, ops.GHMR_NORM,
                                                  self.mu, return_index=True)
             density_weight, tot = self.density.weights_of(idx, counts)
         else:

@@ -2,7 +2,7 @@
 import torch
 from torch import Tensor, nn
 
-from ..functional import bin_counts, bin_edges, bin_index, density_weights
+from ..functional import bin_counts, bin_index, density_weights
 
 
 class GradientDensity(nn.Module):
@@ -15,12 +15,10 @@ class GradientDensity(nn.Module):
     Args:
         bins (int): Number of bins splitting [0, 1] evenly.
         momentum (float): EMA momentum in [0, 1); 0 disables the EMA.
-        last_edge (float): Upper edge of the last bin.
         owner (str): Name of the loss, for error messages.
     """
 
-    def __init__(self, bins: int, momentum: float, last_edge: float,
-                 owner: str = 'GradientDensity'):
+    def __init__(self, bins: int, momentum: float, owner: str = 'GradientDensity'):
         super().__init__()
         if not isinstance(bins, int) or bins < 1:
             raise ValueError(f'{owner}: bins must be a positive int, got {bins!r}.')
@@ -29,7 +27,6 @@ class GradientDensity(nn.Module):
                              '0 turns the moving average off.')
         self.bins = bins
         self.momentum = float(momentum)
-        self.register_buffer('edges', bin_edges(bins, last_edge), persistent=False)
         self.register_buffer('acc_sum', torch.zeros(bins))
 
     def forward(self, g: Tensor, valid: Tensor):
@@ -43,7 +40,7 @@ class GradientDensity(nn.Module):
             tuple[Tensor, Tensor]: fp32 weights of g's shape (0 for ignored
             elements) and ``tot``, the number of valid elements (0-dim fp32).
         """
-        idx = bin_index(g, valid, self.edges)
+        idx = bin_index(g, self.bins, valid)
         return self.weights_of(idx, bin_counts(idx, self.bins))
 
     def weights_of(self, idx: Tensor, counts: Tensor):

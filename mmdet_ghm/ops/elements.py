@@ -72,13 +72,10 @@ def load_elements(pred_ptr, target_ptr, weight_ptr, pid, n, C,
 
 
 @triton.jit
-def bin_of(g, edges_ptr, BINS: tl.constexpr):
-    """``i`` with ``edges[i] <= g < edges[i + 1]``, as torch.bucketize decides it:
-    floor(g * BINS) is off by at most one where edges[i] rounds, so compare."""
-    idx = tl.minimum(tl.maximum((g * BINS).to(tl.int32), 0), BINS - 1)
-    idx = tl.where(g < tl.load(edges_ptr + idx), idx - 1, idx)
-    idx = tl.where(g >= tl.load(edges_ptr + idx + 1), idx + 1, idx)
-    return tl.minimum(tl.maximum(idx, 0), BINS - 1)
+def bin_of(g, BINS: tl.constexpr):
+    """``min(floor(g * BINS), BINS - 1)`` for g in [0, 1], as functional.bin_index;
+    the clamp below 0 only keeps a NaN g (caught by the input checks) in range."""
+    return tl.minimum(tl.maximum((g * BINS).to(tl.int32), 0), BINS - 1)
 
 
 @triton.jit

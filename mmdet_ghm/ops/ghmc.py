@@ -2,7 +2,7 @@
 
 Given the per-bin weights (from ``GradientDensity.weigh``), each element's bin is
 recomputed from its logit, so nothing of size N x C is stored between the
-histogram, the forward and the backward. Twin: the torch ops in ``GHMCLoss``.
+histogram, the forward and the backward. Twin: ``functional.ghmc``.
 """
 import torch
 import triton
@@ -13,13 +13,13 @@ from .elements import BLOCK, bin_of, block_partials, elements, load_elements
 
 
 @triton.jit
-def _bin_weight(x, y, w, mask, edges_ptr, bin_weights_ptr, BINS: tl.constexpr):
-    idx = bin_of(tl.abs(tl.sigmoid(x) - y), edges_ptr, BINS)
+def _bin_weight(x, y, w, mask, bin_weights_ptr, BINS: tl.constexpr):
+    idx = bin_of(tl.abs(tl.sigmoid(x) - y), BINS)
     return tl.load(bin_weights_ptr + idx, mask=mask & (w > 0), other=0.0) * w
 
 
 @triton.jit
-def _ghmc_forward_kernel(pred_ptr, target_ptr, weight_ptr, edges_ptr, bin_weights_ptr,
+def _ghmc_forward_kernel(pred_ptr, target_ptr, weight_ptr, bin_weights_ptr,
                          out_ptr, n, C, TARGET_IS_INDEX: tl.constexpr,
                          WEIGHT_MODE: tl.constexpr, BINS: tl.constexpr,
                          REDUCE: tl.constexpr, BLOCK: tl.constexpr):
@@ -27,7 +27,7 @@ def _ghmc_forward_kernel(pred_ptr, target_ptr, weight_ptr, edges_ptr, bin_weight
     x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, weight_ptr, pid, n, C,
                                         TARGET_IS_INDEX, WEIGHT_MODE, BLOCK)
     bce = tl.maximum(x, 0.0) - x * y + tl.log(1.0 + tl.exp(-tl.abs(x)))
-    loss = bce * _bin_weight(x, y, w, mask, edges_ptr, bin_weights_ptr, BINS)
+    loss = bce * _bin_weight(x, y, w, mask, bin_weights_ptr, BINS)
     if REDUCE:
         tl.store(out_ptr + pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
     else:
@@ -35,7 +35,7 @@ def _ghmc_forward_kernel(pred_ptr, target_ptr, weight_ptr, edges_ptr, bin_weight
 
 
 @triton.jit
-def _ghmc_backward_kernel(pred_ptr, target_ptr, weight_ptr, edges_ptr, bin_weights_ptr,
+def _ghmc_backward_kernel(pred_ptr, target_ptr, weight_ptr, bin_weights_ptr,
                           grad_out_ptr, grad_pred_ptr, n, C,
                           TARGET_IS_INDEX: tl.constexpr, WEIGHT_MODE: tl.constexpr,
                           BINS: tl.constexpr, REDUCE: tl.constexpr,
@@ -47,7 +47,7 @@ def _ghmc_backward_kernel(pred_ptr, target_ptr, weight_ptr, edges_ptr, bin_weigh
         grad_out = tl.load(grad_out_ptr)
     else:
         grad_out = tl.load(grad_out_ptr + offs, mask=mask, other=0.0)
-    weight = _bin_weight(x, y, w, mask, edges_ptr, bin_weights_ptr, BINS)
+    weight = _bin_weight(x, y, w, mask, bin_weights_ptr, BINS)
     grad = (tl.sigmoid(x) - y) * weight * grad_out
     tl.store(grad_pred_ptr + offs, grad, mask=mask)
 
@@ -56,45 +56,42 @@ class GHMCBinaryCrossEntropy(torch.autograd.Function):
     """Sum (or elementwise) of ``BCE(x, y) * bin_weight[bin(g)] * label_weight``."""
 
     @staticmethod
-    def forward(ctx, pred, target, weight, edges, bin_weights, reduce: bool):
+    def forward(ctx, pred, target, weight, bin_weights, reduce: bool):
         els = elements(pred, target, weight)
-        bins = edges.numel() - 1
+        bins = bin_weights.numel() - 1
         out = (block_partials(els) if reduce else
                torch.empty(pred.shape, dtype=torch.float32, device=pred.device))
         if els.numel:
             _ghmc_forward_kernel[els.grid()](
-                els.pred, els.target, els.weight, edges, bin_weights, out, els.numel,
+                els.pred, els.target, els.weight, bin_weights, out, els.numel,
                 els.num_cols, TARGET_IS_INDEX=els.target_is_index,
                 WEIGHT_MODE=els.weight_mode, BINS=bins, REDUCE=reduce, BLOCK=BLOCK)
-        ctx.save_for_backward(els.pred, els.target, els.weight, edges, bin_weights)
+        ctx.save_for_backward(els.pred, els.target, els.weight, bin_weights)
         ctx.layout = (els.target_is_index, els.weight_mode, els.num_cols, reduce)
         return out.sum() if reduce else out
 
     @staticmethod
     def backward(ctx, grad_out):
-        pred, target, weight, edges, bin_weights = ctx.saved_tensors
+        pred, target, weight, bin_weights = ctx.saved_tensors
         target_is_index, weight_mode, num_cols, reduce = ctx.layout
         grad_pred = torch.empty_like(pred)
         if pred.numel():
             _ghmc_backward_kernel[(triton.cdiv(pred.numel(), BLOCK), )](
-                pred, target, weight, edges, bin_weights,
-                grad_out.float().contiguous(), grad_pred, pred.numel(), num_cols,
+                pred, target, weight, bin_weights, grad_out.float().contiguous(), grad_pred, pred.numel(), num_cols,
                 TARGET_IS_INDEX=target_is_index, WEIGHT_MODE=weight_mode,
-                BINS=edges.numel() - 1, REDUCE=reduce, BLOCK=BLOCK)
-        return grad_pred, None, None, None, None, None
+                BINS=bin_weights.numel() - 1, REDUCE=reduce, BLOCK=BLOCK)
+        return grad_pred, None, None, None, None
 
 
-def ghmc_weighted_bce(pred: Tensor, target: Tensor, weight, edges: Tensor,
-                      bin_weights: Tensor, reduce: bool) -> Tensor:
+def ghmc_weighted_bce(pred: Tensor, target: Tensor, weight, bin_weights: Tensor,
+                      reduce: bool) -> Tensor:
     """Triton GHM-C loss body; see :class:`GHMCBinaryCrossEntropy`.
 
     Args:
         pred (Tensor): (N, C) logits, fp32 / fp16 / bf16.
         target (Tensor): (N,) index labels (C = background) or (N, C) targets.
         weight (Tensor | None): (N,) or (N, C) label weights, 0 = ignored.
-        edges (Tensor): fp32 bin edges (bins + 1,).
         bin_weights (Tensor): fp32 weights (bins + 1,), last one 0.
         reduce (bool): Return the fp32 sum instead of the (N, C) fp32 losses.
     """
-    return GHMCBinaryCrossEntropy.apply(pred, target, weight, edges, bin_weights,
-                                        reduce)
+    return GHMCBinaryCrossEntropy.apply(pred, target, weight, bin_weights, reduce)

@@ -27,7 +27,7 @@ def gradient_norm(x, y, mu, NORM: tl.constexpr):
 
 
 @triton.jit
-def _histogram_kernel(pred_ptr, target_ptr, weight_ptr, edges_ptr, counts_ptr,
+def _histogram_kernel(pred_ptr, target_ptr, weight_ptr, counts_ptr,
                       index_ptr, n, C, mu, NORM: tl.constexpr,
                       TARGET_IS_INDEX: tl.constexpr, WEIGHT_MODE: tl.constexpr,
                       BINS: tl.constexpr, HIST: tl.constexpr,
@@ -35,7 +35,7 @@ def _histogram_kernel(pred_ptr, target_ptr, weight_ptr, edges_ptr, counts_ptr,
     x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, weight_ptr,
                                         tl.program_id(0), n, C, TARGET_IS_INDEX,
                                         WEIGHT_MODE, BLOCK)
-    idx = bin_of(gradient_norm(x, y, mu, NORM), edges_ptr, BINS)
+    idx = bin_of(gradient_norm(x, y, mu, NORM), BINS)
     valid = mask & (w > 0)
     hist = tl.histogram(idx, HIST, mask=valid)
     bins = tl.arange(0, HIST)
@@ -44,7 +44,7 @@ def _histogram_kernel(pred_ptr, target_ptr, weight_ptr, edges_ptr, counts_ptr,
         tl.store(index_ptr + offs, tl.where(valid, idx, BINS).to(tl.int64), mask=mask)
 
 
-def gradient_histogram(pred: Tensor, target: Tensor, weight, edges: Tensor,
+def gradient_histogram(pred: Tensor, target: Tensor, weight, bins: int,
                        norm: int, mu: float = 0.0, return_index: bool = False):
     """Counts of valid elements per gradient-norm bin.
 
@@ -52,7 +52,7 @@ def gradient_histogram(pred: Tensor, target: Tensor, weight, edges: Tensor,
         pred (Tensor): (N, C) logits (``GHMC_NORM``) or box deltas (``GHMR_NORM``).
         target (Tensor): (N,) index labels or (N, C) targets.
         weight (Tensor | None): (N,) or (N, C) label weights, 0 = ignored.
-        edges (Tensor): fp32 bin edges (bins + 1,) on pred's device.
+        bins (int): Number of bins of [0, 1].
         norm (int): ``GHMC_NORM`` or ``GHMR_NORM``.
         mu (float): ASL1 parameter of GHM-R.
         return_index (bool): Also return each element's bin, as
@@ -63,13 +63,12 @@ def gradient_histogram(pred: Tensor, target: Tensor, weight, edges: Tensor,
         ``return_index`` the int64 bin of each element, of pred's shape.
     """
     els = elements(pred, target, weight)
-    bins = edges.numel() - 1
     counts = torch.zeros(bins, dtype=torch.int32, device=pred.device)
     index = torch.empty(pred.shape if return_index else 0, dtype=torch.int64,
                         device=pred.device)
     if els.numel:
         _histogram_kernel[els.grid()](
-            els.pred, els.target, els.weight, edges, counts, index, els.numel,
+            els.pred, els.target, els.weight, counts, index, els.numel,
             els.num_cols, mu, NORM=norm, TARGET_IS_INDEX=els.target_is_index,
             WEIGHT_MODE=els.weight_mode, BINS=bins, HIST=triton.next_power_of_2(bins),
             WRITE_INDEX=return_index, BLOCK=BLOCK)

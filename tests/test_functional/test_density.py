@@ -1,24 +1,23 @@
 import torch
 
-from mmdet_ghm.functional import (bin_counts, bin_edges, bin_index,
-                                  density_weights)
+from mmdet_ghm.functional import bin_counts, bin_index, density_weights
 
 
 def test_bin_index_matches_edge_comparisons():
-    edges = bin_edges(30, 1.0 + 1e-6)
-    g = torch.cat([torch.rand(5000), edges[:-1], torch.tensor([0.0, 1.0])])
+    edges = torch.arange(31, dtype=torch.float32) / 30
+    g = torch.rand(20000, generator=torch.Generator().manual_seed(0))
     valid = torch.rand(g.shape) > 0.2
-    idx = bin_index(g, valid, edges)
+    idx = bin_index(g, 30, valid)
     for i in range(30):
         in_bin = (g >= edges[i]) & (g < edges[i + 1]) & valid
         assert torch.equal(idx == i, in_bin), i
     assert torch.equal(idx == 30, ~valid)
 
 
-def test_last_edge_catches_g_equal_one():
-    edges = bin_edges(10, 1.0 + 1e-6)
-    idx = bin_index(torch.tensor([1.0]), torch.tensor([True]), edges)
-    assert idx.tolist() == [9]
+def test_bin_index_exact_edges_and_one():
+    # with 8 bins the edges i / 8 are exact: each lands in the bin it opens
+    g = torch.tensor([0.0, 0.125, 0.25, 0.5, 0.875, 0.99999994, 1.0])
+    assert bin_index(g, 8).tolist() == [0, 1, 2, 4, 7, 7, 7]
 
 
 def test_bin_counts_ignore_overflow_index():

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mmdet_ghm import ops
-from mmdet_ghm.functional import bin_counts, bin_edges, bin_index
+from mmdet_ghm.functional import bin_counts, bin_index, ghmc_bins
 from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
                               SigmoidFocalLoss)
 
@@ -45,23 +45,25 @@ def run(loss_fn, pred, *args, **kwargs):
 @pytest.mark.parametrize('layout', ['index', 'dense'])
 def test_histogram_kernel_ghmc(case, layout):
     pred, labels, weight = cls_case(case)
-    edges = bin_edges(30, 1 + 1e-6, device=DEVICE)
     one_hot, dense_weight = dense(pred, labels, weight)
     g = (pred.float().sigmoid() - one_hot).abs()
-    expected = bin_counts(bin_index(g, dense_weight > 0, edges), 30)
+    expected = bin_counts(bin_index(g, 30, dense_weight > 0), 30)
     args = (labels, weight) if layout == 'index' else (one_hot, dense_weight)
-    counts = ops.gradient_histogram(pred, *args, edges, ops.GHMC_NORM)
+    counts = ops.gradient_histogram(pred, *args, 30, ops.GHMC_NORM)
     assert torch.equal(counts, expected)
+    # the torch twin's sparse handling of index labels bins alike
+    _, idx = ghmc_bins(pred, *(labels, weight[:, None]) if layout == 'index'
+                       else (one_hot, dense_weight), 30)
+    assert torch.equal(bin_counts(idx, 30), expected)
     assert counts.sum() == (dense_weight > 0).sum()
 
 
 def test_histogram_kernel_ghmr_with_index():
     pred, target, weight = [t.to(DEVICE) for t in make_reg_inputs(num_anchors=333)]
-    edges = bin_edges(10, 1e3, device=DEVICE)
     diff = pred - target
     g = diff.abs() / torch.sqrt(diff * diff + 0.02**2)
-    expected_index = bin_index(g, weight > 0, edges)
-    counts, index = ops.gradient_histogram(pred, target, weight, edges, ops.GHMR_NORM,
+    expected_index = bin_index(g, 10, weight > 0)
+    counts, index = ops.gradient_histogram(pred, target, weight, 10, ops.GHMR_NORM,
                                            0.02, return_index=True)
     assert torch.equal(index, expected_index)
     assert torch.equal(counts, bin_counts(expected_index, 10))
