@@ -48,7 +48,8 @@ def focal_loss(loss_name: str, impl: str, pred: Tensor, target: Tensor, weight,
                                              class_weight, pos_weight, reduce)
     else:
         x, y, label_weight = dense_classification_inputs(pred, target, weight)
-        loss = sigmoid_focal_loss(x, y, gamma, alpha, class_weight, pos_weight)
+        loss = sigmoid_focal_loss(x, y, gamma, alpha, class_weight, pos_weight,
+                                  binary_targets=target.dim() == 1)
         loss = loss * label_weight
         loss = loss.sum() if reduce else loss
     return normalise(loss, reduction, mean_denominator(avg_factor, pred.numel()))

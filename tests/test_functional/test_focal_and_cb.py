@@ -12,6 +12,7 @@ def test_modulator_equals_pow_form(gamma):
     p = x.sigmoid()
     pow_form = ((1 - p) * y + p * (1 - y)).pow(gamma)
     assert torch.allclose(focal_modulator(x, y, gamma), pow_form)
+    assert torch.allclose(focal_modulator(x, y, gamma, binary_targets=True), pow_form)
 
 
 def test_modulator_soft_targets():
