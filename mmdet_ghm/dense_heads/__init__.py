@@ -1,0 +1,3 @@
+from .ghm_retina_head import GHMRetinaHead
+
+__all__ = ['GHMRetinaHead']

@@ -1,0 +1,80 @@
+"""RetinaHead whose losses see the whole batch at once, as the GHM paper pools it."""
+from typing import List
+
+import torch
+from mmdet.models.dense_heads import RetinaHead
+from mmdet.models.utils import images_to_levels
+from mmdet.registry import MODELS
+from mmdet.structures.bbox import cat_boxes, get_box_tensor
+from mmdet.utils import InstanceList, OptInstanceList
+from torch import Tensor
+
+LOSS_SCOPES = ('batch', 'level')
+
+
+@MODELS.register_module()
+class GHMRetinaHead(RetinaHead):
+    """RetinaHead with ``loss_scope='batch'``: one loss call per iteration.
+
+    mmdet's ``AnchorHead.loss_by_feat`` calls ``loss_cls`` and ``loss_bbox`` once
+    per FPN level, so a GHM loss builds five histograms and updates its one EMA
+    five times per iteration, mixing the levels. With ``loss_scope='batch'``
+    (default) the anchors of all levels and all images are flattened and each
+    loss is called once, so the gradient-density histogram and its EMA see the
+    whole batch, as in the paper. ``loss_scope='level'`` keeps mmdet's per-level
+    calls (to reproduce mmdet's numbers). For stateless losses (focal) both
+    scopes give the same total loss.
+
+    Args:
+        loss_scope (str): 'batch' or 'level'.
+        *args, **kwargs: as :class:`mmdet.models.dense_heads.RetinaHead`.
+    """
+
+    def __init__(self, *args, loss_scope: str = 'batch', **kwargs):
+        if loss_scope not in LOSS_SCOPES:
+            raise ValueError(f'GHMRetinaHead: loss_scope must be one of {LOSS_SCOPES}, '
+                             f'got {loss_scope!r}.')
+        super().__init__(*args, **kwargs)
+        self.loss_scope = loss_scope
+
+    def loss_by_feat(self,
+                     cls_scores: List[Tensor],
+                     bbox_preds: List[Tensor],
+                     batch_gt_instances: InstanceList,
+                     batch_img_metas: List[dict],
+                     batch_gt_instances_ignore: OptInstanceList = None) -> dict:
+        """Losses of the whole batch; arguments and result as mmdet's
+        ``AnchorHead.loss_by_feat`` (one tensor per loss instead of a list per
+        level in batch scope)."""
+        if self.loss_scope == 'level':
+            return super().loss_by_feat(cls_scores, bbox_preds, batch_gt_instances,
+                                        batch_img_metas, batch_gt_instances_ignore)
+        featmap_sizes = [featmap.size()[-2:] for featmap in cls_scores]
+        anchor_list, valid_flag_list = self.get_anchors(
+            featmap_sizes, batch_img_metas, device=cls_scores[0].device)
+        (labels, label_weights, bbox_targets, bbox_weights,
+         avg_factor) = self.get_targets(
+             anchor_list, valid_flag_list, batch_gt_instances, batch_img_metas,
+             batch_gt_instances_ignore=batch_gt_instances_ignore)
+
+        def flat(per_level, width=None):
+            # (N, C*A, H, W) maps or (N, A_l[, k]) targets -> (levels * N * A_l[, k])
+            return torch.cat([t.reshape(-1, width) if width else t.reshape(-1)
+                              for t in per_level])
+
+        cls_score = flat([s.permute(0, 2, 3, 1) for s in cls_scores],
+                         self.cls_out_channels)
+        encode_size = self.bbox_coder.encode_size
+        bbox_pred = flat([b.permute(0, 2, 3, 1) for b in bbox_preds], encode_size)
+        target_dim = bbox_targets[0].size(-1)
+        if self.reg_decoded_bbox:
+            num_level_anchors = [anchors.size(0) for anchors in anchor_list[0]]
+            level_anchors = images_to_levels(
+                [cat_boxes(anchors) for anchors in anchor_list], num_level_anchors)
+            anchors = flat(level_anchors, level_anchors[0].size(-1))
+            bbox_pred = get_box_tensor(self.bbox_coder.decode(anchors, bbox_pred))
+        loss_cls = self.loss_cls(cls_score, flat(labels), flat(label_weights),
+                                 avg_factor=avg_factor)
+        loss_bbox = self.loss_bbox(bbox_pred, flat(bbox_targets, target_dim),
+                                   flat(bbox_weights, target_dim), avg_factor=avg_factor)
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
