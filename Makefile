@@ -9,7 +9,9 @@ S      := $(VENV)/.stamps
 MAX_JOBS ?= $(shell nproc)
 PYTEST_ARGS ?=
 
-.PHONY: env test clean-env
+.PHONY: env test demo compare clean-env
+
+TOY := data/toy_coco/annotations/instances_train.json
 
 env: $(S)/package
 
@@ -46,6 +48,18 @@ $(S)/package: setup.py $(S)/tests
 
 test: env
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+$(TOY): tools/make_toy_coco.py | $(S)/package
+	$(PY) tools/make_toy_coco.py --out data/toy_coco
+
+# Trains the toy GHM RetinaNet on the CPU (~10 min), evaluates it with CocoMetric,
+# leaves checkpoint, logs and the density plot in work_dirs/ghm_retinanet_toy.
+demo: env $(TOY)
+	$(PY) tools/train.py configs/toy/ghm_retinanet_toy.py --work-dir work_dirs/ghm_retinanet_toy
+
+# Trains every toy variant with the same seed and iterations (about an hour).
+compare: env $(TOY)
+	$(PY) tools/compare_losses.py
 
 clean-env:
 	rm -rf $(VENV)

@@ -96,10 +96,12 @@ class ClassBalancedFocalLoss(nn.Module):
         if class_counts is not None:
             self.set_class_counts(class_counts)
 
-    def set_class_counts(self, class_counts: Sequence[int]) -> None:
-        """Sets the counts and the class weights (a buffer, saved in checkpoints)."""
+    def set_class_counts(self, class_counts: Sequence[int], device=None) -> None:
+        """Sets the counts and the class weights (a buffer, saved in checkpoints),
+        on ``device`` or, by default, where the current weights are."""
         weights = effective_number_weights(class_counts, self.beta)
-        device = self.class_weight.device if self.class_weight is not None else None
+        if device is None and self.class_weight is not None:
+            device = self.class_weight.device
         self.class_counts = [int(c) for c in class_counts]
         self.class_weight = weights.to(device)
 

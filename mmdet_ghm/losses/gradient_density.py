@@ -28,6 +28,7 @@ class GradientDensity(nn.Module):
         self.bins = bins
         self.momentum = float(momentum)
         self.register_buffer('acc_sum', torch.zeros(bins))
+        self.register_buffer('last_counts', torch.zeros(bins), persistent=False)
 
     def forward(self, g: Tensor, valid: Tensor):
         """Weights of elements with gradient norms ``g``.
@@ -51,10 +52,16 @@ class GradientDensity(nn.Module):
     def weigh(self, counts: Tensor):
         """Per-bin weights (bins + 1,) from int64 counts (bins,), and ``tot``."""
         weights, acc_sum, tot = density_weights(counts, self.acc_sum, self.momentum)
-        if self.training and self.momentum > 0:
+        if self.training:
             with torch.no_grad():
+                self.last_counts.copy_(counts)
                 self.acc_sum.copy_(acc_sum)
         return weights, tot
+
+    def histogram(self) -> Tensor:
+        """The density estimate the weights come from: the EMA of the counts,
+        or the last batch's counts without momentum (for logging)."""
+        return self.acc_sum if self.momentum > 0 else self.last_counts
 
     def extra_repr(self) -> str:
         return f'bins={self.bins}, momentum={self.momentum}'

@@ -1,0 +1,52 @@
+"""Fills ClassBalancedFocalLoss's class counts from the training annotations."""
+from typing import List
+
+from mmengine.dist import broadcast_object_list
+from mmengine.hooks import Hook
+from mmdet.registry import HOOKS
+
+from ..losses import ClassBalancedFocalLoss
+
+
+def dataset_class_counts(dataset, num_classes: int) -> List[int]:
+    """Non-ignored instances per class in an mmdet dataset (wrappers included)."""
+    counts = [0] * num_classes
+    for i in range(len(dataset)):
+        for instance in dataset.get_data_info(i).get('instances', []):
+            if not instance.get('ignore_flag', 0):
+                label = instance['bbox_label']
+                if not 0 <= label < num_classes:
+                    raise ValueError(f'ClassCountsHook: instance label {label} of image '
+                                     f'{i} is outside [0, {num_classes}).')
+                counts[label] += 1
+    return counts
+
+
+@HOOKS.register_module()
+class ClassCountsHook(Hook):
+    """Gives every ``ClassBalancedFocalLoss`` without ``class_counts`` the
+    number of training instances per class, when training starts.
+
+    Runs in ``before_run``, before a checkpoint is resumed, so the class weights
+    exist as a buffer when the checkpoint's copy is loaded. Rank 0 counts and
+    broadcasts, so every rank uses the same weights; the counts are logged.
+    Losses whose config lists ``class_counts`` are left alone.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def before_run(self, runner) -> None:
+        losses = [m for m in runner.model.modules()
+                  if isinstance(m, ClassBalancedFocalLoss) and m.class_weight is None]
+        if not losses:
+            return
+        dataset = runner.train_dataloader.dataset
+        classes = dataset.metainfo['classes']
+        counts = [dataset_class_counts(dataset, len(classes))]
+        broadcast_object_list(counts, src=0)
+        counts = counts[0]
+        runner.logger.info('ClassCountsHook: training instances per class: ' + ', '.join(
+            f'{name}={n}' for name, n in zip(classes, counts)))
+        device = next(runner.model.parameters()).device
+        for loss in losses:
+            loss.set_class_counts(counts, device=device)

@@ -1,0 +1,38 @@
+"""Every config in configs/ loads and builds its model on the CPU."""
+import glob
+import os.path as osp
+
+import pytest
+from mmdet.registry import MODELS
+from mmdet.utils import register_all_modules
+from mmengine.config import Config
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
+                                      recursive=True) if '_base_' not in p)
+
+
+def test_every_variant_is_there():
+    names = {osp.relpath(p, osp.join(ROOT, 'configs')) for p in CONFIGS}
+    assert {'ghm/ghm_retinanet_r50_fpn_1x_coco.py', 'ghm/ghm_level_retinanet_r50_fpn_1x_coco.py',
+            'focal/focal_retinanet_r50_fpn_1x_coco.py',
+            'cb_focal/cb_focal_retinanet_r50_fpn_1x_coco.py',
+            'voc/ghm_retinanet_r50_fpn_1x_voc0712.py'} <= names
+    assert len([n for n in names if n.startswith('toy/')]) == 6
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, ROOT))
+def test_config_builds(path):
+    register_all_modules()
+    cfg = Config.fromfile(path)
+    assert cfg.custom_imports['imports'] == ['mmdet_ghm']
+    model = MODELS.build(cfg.model)
+    head = model.bbox_head
+    assert head.cls_out_channels == head.num_classes  # sigmoid classification
+    if 'ghm' in osp.basename(path) and 'mmdet_' not in osp.basename(path):
+        assert type(head).__name__ == 'GHMRetinaHead'
+        assert type(head.loss_cls).__name__ == 'GHMCLoss'
+        assert (head.loss_cls.density.bins, head.loss_cls.density.momentum) == (30, 0.75)
+        assert type(head.loss_bbox).__name__ == 'GHMRLoss'
+        assert head.loss_scope == ('level' if 'level' in path else 'batch')
+        assert cfg.optim_wrapper.clip_grad.max_norm == 35

@@ -1,0 +1,121 @@
+import copy
+
+import pytest
+import torch
+from mmdet.models.dense_heads import RetinaHead
+from mmdet.registry import MODELS
+from mmdet.utils import register_all_modules
+from mmengine.structures import InstanceData
+
+from mmdet_ghm.dense_heads import GHMRetinaHead
+
+register_all_modules()
+
+NUM_CLASSES = 4
+IMG = 128
+GHM_LOSSES = dict(loss_cls=dict(type='GHMCLoss', bins=30, momentum=0.75, use_sigmoid=True),
+                  loss_bbox=dict(type='GHMRLoss', mu=0.02, bins=10, momentum=0.7))
+MMDET_GHM_LOSSES = dict(
+    loss_cls=dict(type='GHMC', bins=30, momentum=0.75, use_sigmoid=True),
+    loss_bbox=dict(type='GHMR', mu=0.02, bins=10, momentum=0.7, loss_weight=10.0))
+FOCAL_LOSSES = dict(loss_cls=dict(type='SigmoidFocalLoss', use_sigmoid=True),
+                    loss_bbox=dict(type='L1Loss', loss_weight=1.0))
+
+
+def head_cfg(head_type, losses, **kwargs):
+    return dict(
+        type=head_type, num_classes=NUM_CLASSES, in_channels=8, feat_channels=8,
+        stacked_convs=1,
+        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
+                              scales_per_octave=3, ratios=[0.5, 1.0, 2.0],
+                              strides=[8, 16, 32, 64, 128]),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4,
+                        target_stds=[1.0] * 4),
+        train_cfg=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5,
+                                     neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1),
+                       sampler=dict(type='PseudoSampler'), allowed_border=-1,
+                       pos_weight=-1, debug=False),
+        **copy.deepcopy(losses), **kwargs)
+
+
+def batch(seed):
+    gen = torch.Generator().manual_seed(seed)
+    num_anchors = 9
+    sizes = [IMG // s for s in (8, 16, 32, 64, 128)]
+    cls_scores = [torch.randn(2, num_anchors * NUM_CLASSES, s, s, generator=gen) - 2
+                  for s in sizes]
+    bbox_preds = [torch.randn(2, num_anchors * 4, s, s, generator=gen) * 0.2 for s in sizes]
+    gts = []
+    for _ in range(2):
+        xy = torch.rand(3, 2, generator=gen) * 80
+        wh = 10 + torch.rand(3, 2, generator=gen) * 40
+        gts.append(InstanceData(bboxes=torch.cat([xy, xy + wh], 1),
+                                labels=torch.randint(0, NUM_CLASSES, (3, ), generator=gen)))
+    metas = [dict(img_shape=(IMG, IMG), pad_shape=(IMG, IMG), batch_input_shape=(IMG, IMG))
+             for _ in range(2)]
+    return cls_scores, bbox_preds, gts, metas
+
+
+def total(losses):
+    return {k: sum(v) if isinstance(v, list) else v for k, v in losses.items()}
+
+
+def test_batch_scope_equals_losses_on_concatenated_anchors():
+    head = MODELS.build(head_cfg('GHMRetinaHead', GHM_LOSSES))
+    by_hand = copy.deepcopy(head)  # fresh EMA, same config
+    for seed in range(3):
+        cls_scores, bbox_preds, gts, metas = batch(seed)
+        losses = head.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+        anchors, valid = by_hand.get_anchors([c.shape[-2:] for c in cls_scores], metas,
+                                             device='cpu')
+        labels, label_w, box_t, box_w, avg = by_hand.get_targets(anchors, valid, gts, metas)
+        cls = torch.cat([c.permute(0, 2, 3, 1).reshape(-1, NUM_CLASSES) for c in cls_scores])
+        box = torch.cat([b.permute(0, 2, 3, 1).reshape(-1, 4) for b in bbox_preds])
+        expected_cls = by_hand.loss_cls(cls, torch.cat([t.reshape(-1) for t in labels]),
+                                        torch.cat([t.reshape(-1) for t in label_w]))
+        expected_box = by_hand.loss_bbox(box, torch.cat([t.reshape(-1, 4) for t in box_t]),
+                                         torch.cat([t.reshape(-1, 4) for t in box_w]))
+        torch.testing.assert_close(losses['loss_cls'], expected_cls)
+        torch.testing.assert_close(losses['loss_bbox'], expected_box)
+    # one EMA update per iteration, over all levels
+    torch.testing.assert_close(head.loss_cls.density.acc_sum,
+                               by_hand.loss_cls.density.acc_sum)
+
+
+def test_level_scope_equals_mmdet_retina_head_with_mmdet_ghm():
+    ours = MODELS.build(head_cfg('GHMRetinaHead', GHM_LOSSES, loss_scope='level'))
+    ref = MODELS.build(head_cfg('RetinaHead', MMDET_GHM_LOSSES))
+    assert type(ref) is RetinaHead
+    for seed in range(3):
+        cls_scores, bbox_preds, gts, metas = batch(seed)
+        losses = ours.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+        ref_losses = ref.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+        for key in ('loss_cls', 'loss_bbox'):
+            assert len(losses[key]) == 5
+            torch.testing.assert_close(torch.stack(losses[key]), torch.stack(ref_losses[key]))
+    torch.testing.assert_close(ours.loss_cls.density.acc_sum, ref.loss_cls.acc_sum)
+    torch.testing.assert_close(ours.loss_bbox.density.acc_sum, ref.loss_bbox.acc_sum)
+
+
+def test_stateless_losses_give_retina_head_result():
+    ours = MODELS.build(head_cfg('GHMRetinaHead', FOCAL_LOSSES))
+    ref = MODELS.build(head_cfg('RetinaHead', FOCAL_LOSSES))
+    cls_scores, bbox_preds, gts, metas = batch(0)
+    losses = total(ours.loss_by_feat(cls_scores, bbox_preds, gts, metas))
+    ref_losses = total(ref.loss_by_feat(cls_scores, bbox_preds, gts, metas))
+    for key in ('loss_cls', 'loss_bbox'):
+        torch.testing.assert_close(losses[key], ref_losses[key])
+
+
+def test_batch_scope_gradients_flow_to_every_level():
+    head = MODELS.build(head_cfg('GHMRetinaHead', GHM_LOSSES))
+    cls_scores, bbox_preds, gts, metas = batch(1)
+    for t in cls_scores + bbox_preds:
+        t.requires_grad_()
+    sum(total(head.loss_by_feat(cls_scores, bbox_preds, gts, metas)).values()).backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in cls_scores)
+
+
+def test_bad_loss_scope():
+    with pytest.raises(ValueError, match='loss_scope must be one of'):
+        GHMRetinaHead(num_classes=2, in_channels=4, loss_scope='image')
