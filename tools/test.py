@@ -13,7 +13,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmdet_ghm  # noqa: F401  (registers our losses, heads and hooks)
-from mmdet_ghm.utils import allow_resume_on_new_torch
+from mmdet_ghm.utils import (allow_resume_on_new_torch,
+                             prepare_distributed_without_gpu)
 
 
 def parse_args():
@@ -52,6 +53,7 @@ def main():
         visualization = cfg.default_hooks.visualization
         visualization.draw = True
         visualization.test_out_dir = args.show_dir
+    prepare_distributed_without_gpu(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):

@@ -12,7 +12,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmdet_ghm  # noqa: F401  (registers our losses, heads and hooks)
-from mmdet_ghm.utils import allow_resume_on_new_torch
+from mmdet_ghm.utils import (allow_resume_on_new_torch,
+                             prepare_distributed_without_gpu)
 
 
 def parse_args():
@@ -58,6 +59,7 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    prepare_distributed_without_gpu(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.train()
 

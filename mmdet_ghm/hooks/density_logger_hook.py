@@ -39,9 +39,9 @@ def plot_density(name: str, density: GradientDensity, path: str) -> None:
               label='GHM weight tot / GD(g) / n')
     twin.set_ylabel('weight')
     twin.set_yscale('log')
-    fig.legend(loc='upper center', ncol=2, fontsize=8)
-    ax.set_title(name, fontsize=9, pad=22)
-    fig.tight_layout()
+    ax.set_title(name, fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(loc='lower center', ncol=2, fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

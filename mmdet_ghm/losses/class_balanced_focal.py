@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from .. import ops
 from ..functional import effective_number_weights
 from .sigmoid_focal import check_num_classes, focal_loss, register_per_class
-from .utils import (check_finite, check_index_labels, check_reduction,
+from .utils import (check_finite, check_index_labels, check_reduction, check_weight,
                     compute_dtype, expand_weight, mean_denominator, normalise,
                     resolve_reduction)
 
@@ -157,7 +157,9 @@ class ClassBalancedFocalLoss(nn.Module):
         check_finite(name, 'pred', pred)
         check_index_labels(name, target, pred.shape[0], num_classes,
                            f'{num_classes} = background')
-        label_weight = expand_weight(name, weight, pred.shape[:1]).to(pred.device)
+        if weight is not None:
+            check_weight(name, weight, tuple(pred.shape[:1]))
+        label_weight = expand_weight(name, weight, tuple(pred.shape[:1])).to(pred.device)
         dtype = compute_dtype(pred)
         weights = torch.cat([self.class_weight, self.class_weight.new_ones(1)])
         loss = F.cross_entropy(pred.to(dtype), target,

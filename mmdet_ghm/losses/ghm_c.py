@@ -30,6 +30,9 @@ class GHMCLoss(nn.Module):
         loss_weight (float): Multiplier of the loss. Default 1.0.
         impl (str): 'auto' (Triton kernels on CUDA tensors when triton is
             installed, else PyTorch ops), 'triton' or 'torch'.
+        sync_density (bool): Under torch.distributed, sum the bin counts over
+            all ranks so every rank uses the global batch's density and keeps
+            the same EMA (one small all-reduce per call). Default True.
     """
 
     def __init__(self,
@@ -38,7 +41,8 @@ class GHMCLoss(nn.Module):
                  use_sigmoid: bool = True,
                  reduction: str = 'mean',
                  loss_weight: float = 1.0,
-                 impl: str = 'auto'):
+                 impl: str = 'auto',
+                 sync_density: bool = True):
         super().__init__()
         if not use_sigmoid:
             raise ValueError('GHMCLoss: use_sigmoid=False is not supported; GHM-C '
@@ -49,7 +53,8 @@ class GHMCLoss(nn.Module):
         self.reduction = reduction
         self.loss_weight = loss_weight
         self.impl = impl
-        self.density = GradientDensity(bins, momentum, owner='GHMCLoss')
+        self.density = GradientDensity(bins, momentum, sync=sync_density,
+                                       owner='GHMCLoss')
 
     def forward(self,
                 pred: Tensor,
@@ -81,7 +86,7 @@ class GHMCLoss(nn.Module):
         bins = self.density.bins
         if ops.use_triton('GHMCLoss', self.impl, pred):
             counts = ops.gradient_histogram(pred, target, weight, bins, ops.GHMC_NORM)
-            bin_weights, tot = self.density.weigh(counts)
+            bin_weights, normaliser = self.density.weigh(counts)
             loss = ops.ghmc_weighted_bce(pred, target, weight, bin_weights, reduce)
         else:
             dtype = compute_dtype(pred)
@@ -90,6 +95,6 @@ class GHMCLoss(nn.Module):
             if weight is not None:
                 weight = weight.to(dtype).view(len(pred), -1)  # (N, 1) or (N, C)
             p, idx = ghmc_bins(pred.detach().to(dtype), target, weight, bins)
-            bin_weights, tot = self.density.weigh(bin_counts(idx, bins))
+            bin_weights, normaliser = self.density.weigh(bin_counts(idx, bins))
             loss = ghmc_weighted_bce(pred, target, p, idx, bin_weights, weight, reduce)
-        return self.loss_weight * normalise(loss, reduction, tot.clamp(min=1))
+        return self.loss_weight * normalise(loss, reduction, normaliser)

@@ -7,8 +7,8 @@ from torch import Tensor, nn
 from .. import ops
 from ..functional import asl1_gradient_norm, asl1_loss
 from .gradient_density import GradientDensity
-from .utils import (check_finite, check_reduction, compute_dtype, normalise,
-                    resolve_reduction)
+from .utils import (check_finite, check_reduction, check_weight, compute_dtype,
+                    expand_weight, normalise, resolve_reduction)
 
 
 @MODELS.register_module()
@@ -16,7 +16,8 @@ class GHMRLoss(nn.Module):
     """GHM-R loss: ASL1 of each element weighted by ``tot / GD(g) / n``.
 
     ``ASL1(d) = sqrt(d^2 + mu^2) - mu`` with ``d = pred - target``; its gradient
-    norm ``g = |d| / sqrt(d^2 + mu^2)`` in [0, 1) is binned as in GHM-C. The mean is the weighted sum over ``tot``, the number
+    norm ``g = |d| / sqrt(d^2 + mu^2)`` in [0, 1) is binned as in GHM-C. The
+    mean is the weighted sum over ``tot``, the number
     of valid elements (4 per positive anchor).
 
     Args:
@@ -28,6 +29,9 @@ class GHMRLoss(nn.Module):
         impl (str): 'auto' (the Triton histogram on CUDA tensors when triton is
             installed, else PyTorch ops), 'triton' or 'torch'. The loss itself
             is a few torch ops on the (few) positive anchors.
+        sync_density (bool): Under torch.distributed, sum the bin counts over
+            all ranks so every rank uses the global batch's density and keeps
+            the same EMA (one small all-reduce per call). Default True.
     """
 
     def __init__(self,
@@ -36,7 +40,8 @@ class GHMRLoss(nn.Module):
                  momentum: float = 0.7,
                  reduction: str = 'mean',
                  loss_weight: float = 10.0,
-                 impl: str = 'auto'):
+                 impl: str = 'auto',
+                 sync_density: bool = True):
         super().__init__()
         ops.check_impl('GHMRLoss', impl)
         self.impl = impl
@@ -46,7 +51,8 @@ class GHMRLoss(nn.Module):
         self.mu = float(mu)
         self.reduction = reduction
         self.loss_weight = loss_weight
-        self.density = GradientDensity(bins, momentum, owner='GHMRLoss')
+        self.density = GradientDensity(bins, momentum, sync=sync_density,
+                                       owner='GHMRLoss')
 
     def forward(self,
                 pred: Tensor,
@@ -74,14 +80,16 @@ class GHMRLoss(nn.Module):
             raise ValueError(
                 f'GHMRLoss: `pred` must be float and `target` of the same shape; got '
                 f'pred {tuple(pred.shape)} {pred.dtype}, target {tuple(target.shape)}.')
+        if pred.dim() != 2:
+            raise ValueError(f'GHMRLoss: `pred` must be (N, 4) or (N, 4k) deltas, got '
+                             f'shape {tuple(pred.shape)}.')
+        check_finite('GHMRLoss', 'pred', pred)
+        check_finite('GHMRLoss', 'target', target)
         if weight is None:
             weight = pred.new_ones(()).expand(pred.shape)
-        elif weight.shape == pred.shape[:1] and pred.dim() == 2:
-            weight = weight.unsqueeze(-1).expand(pred.shape)
-        elif weight.shape != pred.shape:
-            raise ValueError(f'GHMRLoss: `weight` must have the shape of pred '
-                             f'{tuple(pred.shape)} or (N,), got {tuple(weight.shape)}.')
-        check_finite('GHMRLoss', 'pred', pred)
+        else:
+            check_weight('GHMRLoss', weight, tuple(pred.shape))
+            weight = expand_weight('GHMRLoss', weight, tuple(pred.shape))
         dtype = compute_dtype(pred)
         diff = pred.to(dtype) - target.to(dtype)
         label_weight = weight.to(dtype)
@@ -89,11 +97,11 @@ class GHMRLoss(nn.Module):
             counts, idx = ops.gradient_histogram(pred, target, weight,
                                                  self.density.bins, ops.GHMR_NORM,
                                                  self.mu, return_index=True)
-            density_weight, tot = self.density.weights_of(idx, counts)
+            density_weight, normaliser = self.density.weights_of(idx, counts)
         else:
             g = asl1_gradient_norm(diff, self.mu).float()
-            density_weight, tot = self.density(g, label_weight > 0)
+            density_weight, normaliser = self.density(g, label_weight > 0)
         loss = asl1_loss(diff, self.mu) * (density_weight * label_weight)
         if reduction != 'none':
             loss = loss.sum()
-        return self.loss_weight * normalise(loss, reduction, tot.clamp(min=1))
+        return self.loss_weight * normalise(loss, reduction, normaliser)

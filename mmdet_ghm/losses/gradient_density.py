@@ -1,5 +1,6 @@
 """The gradient-density histogram with its EMA, shared by GHM-C and GHM-R."""
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..functional import bin_counts, bin_index, density_weights
@@ -12,13 +13,20 @@ class GradientDensity(nn.Module):
     checkpoints. The EMA is updated in training mode only; in eval mode the
     weights use the EMA as it would be updated, without storing it.
 
+    With ``sync`` (default) and torch.distributed initialised, the bin counts
+    are summed over all ranks in training mode (one all-reduce of ``bins``
+    int64 values, asynchronous on NCCL), so every rank applies the weights of
+    the global batch and keeps the same EMA.
+
     Args:
         bins (int): Number of bins splitting [0, 1] evenly.
         momentum (float): EMA momentum in [0, 1); 0 disables the EMA.
+        sync (bool): All-reduce the counts across ranks. Default True.
         owner (str): Name of the loss, for error messages.
     """
 
-    def __init__(self, bins: int, momentum: float, owner: str = 'GradientDensity'):
+    def __init__(self, bins: int, momentum: float, sync: bool = True,
+                 owner: str = 'GradientDensity'):
         super().__init__()
         if not isinstance(bins, int) or bins < 1:
             raise ValueError(f'{owner}: bins must be a positive int, got {bins!r}.')
@@ -27,6 +35,7 @@ class GradientDensity(nn.Module):
                              '0 turns the moving average off.')
         self.bins = bins
         self.momentum = float(momentum)
+        self.sync = sync
         self.register_buffer('acc_sum', torch.zeros(bins))
         self.register_buffer('last_counts', torch.zeros(bins), persistent=False)
 
@@ -39,24 +48,42 @@ class GradientDensity(nn.Module):
 
         Returns:
             tuple[Tensor, Tensor]: fp32 weights of g's shape (0 for ignored
-            elements) and ``tot``, the number of valid elements (0-dim fp32).
+            elements) and the loss normaliser, see :meth:`weigh`.
         """
         idx = bin_index(g, self.bins, valid)
         return self.weights_of(idx, bin_counts(idx, self.bins))
 
     def weights_of(self, idx: Tensor, counts: Tensor):
-        """Weights of elements in bins ``idx`` (``bins`` = ignored), and ``tot``."""
-        bin_weights, tot = self.weigh(counts)
-        return bin_weights[idx], tot
+        """Weights of elements in bins ``idx`` (``bins`` = ignored), and the
+        loss normaliser, see :meth:`weigh`."""
+        bin_weights, normaliser = self.weigh(counts)
+        return bin_weights[idx], normaliser
 
     def weigh(self, counts: Tensor):
-        """Per-bin weights (bins + 1,) from int64 counts (bins,), and ``tot``."""
+        """Per-bin weights and the loss normaliser from this rank's counts.
+
+        Args:
+            counts (Tensor): int64 counts (bins,) of this rank's valid elements.
+
+        Returns:
+            tuple[Tensor, Tensor]: fp32 weights (bins + 1,), 0 for the overflow
+            index, and ``max(tot, 1) / world_size`` (0-dim fp32), ``tot``
+            being the number of valid elements of the global batch. Dividing a rank's
+            weighted loss sum by it makes DDP's gradient average equal the
+            gradient of the paper's loss over the global batch.
+        """
+        world_size = 1
+        if self.training and self.sync and dist.is_available() and dist.is_initialized():
+            world_size = dist.get_world_size()
+            if world_size > 1:
+                counts = counts.clone()
+                dist.all_reduce(counts)
         weights, acc_sum, tot = density_weights(counts, self.acc_sum, self.momentum)
         if self.training:
             with torch.no_grad():
                 self.last_counts.copy_(counts)
                 self.acc_sum.copy_(acc_sum)
-        return weights, tot
+        return weights, tot.clamp(min=1) / world_size
 
     def histogram(self) -> Tensor:
         """The density estimate the weights come from: the EMA of the counts,
@@ -64,5 +91,5 @@ class GradientDensity(nn.Module):
         return self.acc_sum if self.momentum > 0 else self.last_counts
 
     def extra_repr(self) -> str:
-        return f'bins={self.bins}, momentum={self.momentum}'
+        return f'bins={self.bins}, momentum={self.momentum}, sync={self.sync}'
 

@@ -59,6 +59,18 @@ def check_finite(loss_name: str, arg: str, tensor: Tensor) -> None:
         'means training has diverged (lower the learning rate or clip gradients).')
 
 
+def check_range(loss_name: str, arg: str, tensor: Tensor, low: float,
+                high: float = float('inf'), meaning: str = '') -> None:
+    """``low <= tensor <= high`` elementwise, NaN failing (one aminmax pass)."""
+    if tensor.numel() == 0:
+        return
+    low_high = torch.stack(torch.aminmax(tensor)).float()
+    torch._assert_async(
+        (low_high[0] >= low) & (low_high[1] <= high),
+        f'{loss_name}: `{arg}` must be in [{low}, {high}]{meaning}; found a value '
+        'outside that range (or NaN).')
+
+
 def check_index_labels(loss_name: str, target: Tensor, num_rows: int,
                        max_label: int, background: str) -> None:
     """(N,) integer labels with values in [0, max_label]."""
@@ -83,7 +95,7 @@ def expand_weight(loss_name: str, weight: Optional[Tensor],
         return torch.ones(()).expand(shape)
     if weight.shape == shape:
         return weight
-    if weight.shape == shape[:1]:
+    if weight.shape == tuple(shape[:1]):
         return weight.unsqueeze(-1).expand(shape)
     raise ValueError(f'{loss_name}: `weight` must have shape (N,) = ({shape[0]},) '
                      f'or (N, C) = {tuple(shape)}, got {tuple(weight.shape)}.')
@@ -113,13 +125,21 @@ def check_classification_inputs(loss_name: str, pred: Tensor, target: Tensor,
             raise TypeError(f'{loss_name}: (N, C) `target` must be float one-hot or '
                             f'soft targets, got {target.dtype}; pass integer '
                             'labels as an (N,) tensor.')
+        check_range(loss_name, 'target', target, 0.0, 1.0, ' (one-hot or soft targets)')
     else:
         raise ValueError(
             f'{loss_name}: `target` must be (N,) = ({num_rows},) index labels or '
             f'(N, C) = {tuple(pred.shape)} targets, got {tuple(target.shape)}; '
             'with use_sigmoid=True the head predicts C scores per anchor.')
     if weight is not None:
-        expand_weight(loss_name, weight, (num_rows, num_classes))
+        check_weight(loss_name, weight, (num_rows, num_classes))
+
+
+def check_weight(loss_name: str, weight: Tensor, shape: Tuple[int, ...]) -> None:
+    """(N,) or ``shape`` label weights, finite and >= 0."""
+    expand_weight(loss_name, weight, shape)
+    check_range(loss_name, 'weight', weight, 0.0, float('inf'), ' (0 = ignored)')
+    check_finite(loss_name, 'weight', weight)
 
 
 def dense_classification_inputs(pred: Tensor, target: Tensor,

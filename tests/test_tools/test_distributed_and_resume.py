@@ -1,0 +1,67 @@
+"""Multi-process training (torchrun, gloo, 2 CPU ranks) and resume, via tools/train.py."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from .test_end_to_end import ROOT, data_options, run  # noqa: F401  (fixture below)
+from .test_end_to_end import toy  # noqa: F401
+
+DENSITY_KEYS = ('bbox_head.loss_cls.density', 'bbox_head.loss_bbox.density')
+
+
+def write_config(tmp_path, toy, iters, sync=True):
+    """The toy GHM config on the tiny set, with the per-rank dump hook."""
+    path = tmp_path / 'cfg.py'
+    opts = '\n'.join(f'# {o}' for o in data_options(toy, iters))
+    path.write_text(f"""
+_base_ = '{ROOT}/configs/toy/ghm_retinanet_toy.py'
+custom_imports = dict(imports=['mmdet_ghm', 'tests.rank_dump_hook'],
+                      allow_failed_imports=False)
+custom_hooks = [dict(type='DensityLoggerHook', interval=1), dict(type='RankDumpHook')]
+model = dict(bbox_head=dict(loss_cls=dict(sync_density={sync}),
+                            loss_bbox=dict(sync_density={sync})))
+{opts}
+""")
+    return str(path)
+
+
+def train(config, work_dir, toy, iters, *extra, nproc=1):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    launcher = ([sys.executable, '-m', 'torch.distributed.run', '--standalone',
+                 f'--nproc_per_node={nproc}'] if nproc > 1 else [sys.executable])
+    args = launcher + ['tools/train.py', config, '--work-dir', str(work_dir),
+                       '--launcher', 'pytorch' if nproc > 1 else 'none', *extra,
+                       '--cfg-options', *data_options(toy, iters)]
+    out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout + out.stderr
+
+
+@pytest.mark.parametrize('sync', [True, False])
+def test_two_ranks_share_the_density_only_with_sync(toy, tmp_path, sync):  # noqa: F811
+    train(write_config(tmp_path, toy, 2, sync), tmp_path, toy, 2, nproc=2)
+    ranks = [torch.load(tmp_path / f'after_train_rank{r}.pt', weights_only=False)
+             for r in (0, 1)]
+    for key in DENSITY_KEYS:
+        assert ranks[0][key].sum() > 0
+        assert torch.equal(ranks[0][key], ranks[1][key]) == sync, key
+
+
+def test_resume_restores_density_optimizer_and_iteration(toy, tmp_path):  # noqa: F811
+    config = write_config(tmp_path, toy, 2)
+    train(config, tmp_path, toy, 2)
+    saved = torch.load(tmp_path / 'iter_2.pth', map_location='cpu', weights_only=False)
+    log = train(config, tmp_path, toy, 4, '--resume', str(tmp_path / 'iter_2.pth'))
+    assert 'resumed' in log.lower() and 'Iter(train) [3/4]' in log
+    resumed = torch.load(tmp_path / 'before_train_rank0.pt', weights_only=False)
+    assert resumed['iter'] == 2
+    for key in DENSITY_KEYS:
+        assert torch.equal(resumed[key], saved['state_dict'][f'{key}.acc_sum'])
+    saved_opt = saved['optimizer']['state']
+    resumed_opt = resumed['optimizer']['state']
+    assert saved_opt.keys() == resumed_opt.keys() and len(saved_opt) > 0
+    for k in saved_opt:
+        assert torch.equal(saved_opt[k]['exp_avg'], resumed_opt[k]['exp_avg'])
