@@ -34,3 +34,43 @@ def prepare_distributed_without_gpu(cfg) -> None:
                    find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper.update(cfg.get('model_wrapper_cfg') or {})
     cfg.model_wrapper_cfg = wrapper
+
+
+def add_runner_args(parser) -> None:
+    """The arguments tools/train.py and tools/test.py share with mmdet's tools."""
+    from mmengine.config import DictAction
+
+    parser.add_argument('--work-dir', help='the dir to save logs, models and metrics')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def config_from_args(args):
+    """The config of ``args.config`` with the shared arguments applied."""
+    import os.path as osp
+
+    from mmengine.config import Config
+
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    allow_resume_on_new_torch()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def build_runner(cfg):
+    """mmengine's runner for ``cfg`` (its ``runner_type`` if it names one)."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    prepare_distributed_without_gpu(cfg)
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)

@@ -84,6 +84,25 @@ def log_sigmoid(x):
     return tl.minimum(x, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(x)))
 
 
+@triton.jit
+def store_loss(out_ptr, pid, offs, mask, loss, REDUCE: tl.constexpr):
+    """The block's partial sum (REDUCE) or the elementwise losses."""
+    if REDUCE:
+        tl.store(out_ptr + pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
+    else:
+        tl.store(out_ptr + offs, loss, mask=mask)
+
+
+@triton.jit
+def load_grad_out(grad_out_ptr, offs, mask, REDUCE: tl.constexpr):
+    """The upstream gradient: one scalar for a sum, else elementwise."""
+    if REDUCE:
+        grad_out = tl.load(grad_out_ptr)
+    else:
+        grad_out = tl.load(grad_out_ptr + offs, mask=mask, other=0.0)
+    return grad_out
+
+
 def block_partials(els: Elements) -> Tensor:
     """One fp32 slot per block: summed in a fixed order, so sums are deterministic."""
     return torch.empty(els.grid()[0], dtype=torch.float32, device=els.pred.device)

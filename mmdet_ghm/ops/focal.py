@@ -12,7 +12,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .elements import BLOCK, block_partials, elements, load_elements, log_sigmoid
+from .elements import (BLOCK, block_partials, elements, load_elements, load_grad_out,
+                       log_sigmoid, store_loss)
 
 
 @triton.jit
@@ -47,11 +48,7 @@ def _focal_forward_kernel(pred_ptr, target_ptr, weight_ptr, alpha_ptr, class_wei
                                         TARGET_IS_INDEX, WEIGHT_MODE, BLOCK)
     bce, _, _, _, modulator, factor, _ = _focal_terms(
         x, y, offs, C, alpha_ptr, class_weight_ptr, pos_weight_ptr, gamma, USE_ALPHA)
-    loss = tl.where(mask, factor * modulator * bce * w, 0.0)
-    if REDUCE:
-        tl.store(out_ptr + pid, tl.sum(loss, axis=0))
-    else:
-        tl.store(out_ptr + offs, loss, mask=mask)
+    store_loss(out_ptr, pid, offs, mask, factor * modulator * bce * w, REDUCE)
 
 
 @triton.jit
@@ -65,10 +62,7 @@ def _focal_backward_kernel(pred_ptr, target_ptr, weight_ptr, alpha_ptr, class_we
                                         WEIGHT_MODE, BLOCK)
     bce, log_p, log_q, log_one_minus_pt, modulator, factor, pos_weight = _focal_terms(
         x, y, offs, C, alpha_ptr, class_weight_ptr, pos_weight_ptr, gamma, USE_ALPHA)
-    if REDUCE:
-        grad_out = tl.load(grad_out_ptr)
-    else:
-        grad_out = tl.load(grad_out_ptr + offs, mask=mask, other=0.0)
+    grad_out = load_grad_out(grad_out_ptr, offs, mask, REDUCE)
     p = tl.sigmoid(x)
     d_bce = (1.0 - y) * p - pos_weight * y * (1.0 - p)
     # d log(1 - p_t) / dx = (1 - 2y) p (1 - p) / (1 - p_t), in log space

@@ -9,7 +9,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .elements import BLOCK, bin_of, block_partials, elements, load_elements
+from .elements import (BLOCK, bin_of, block_partials, elements, load_elements,
+                       load_grad_out, store_loss)
 
 
 @triton.jit
@@ -28,10 +29,7 @@ def _ghmc_forward_kernel(pred_ptr, target_ptr, weight_ptr, bin_weights_ptr,
                                         TARGET_IS_INDEX, WEIGHT_MODE, BLOCK)
     bce = tl.maximum(x, 0.0) - x * y + tl.log(1.0 + tl.exp(-tl.abs(x)))
     loss = bce * _bin_weight(x, y, w, mask, bin_weights_ptr, BINS)
-    if REDUCE:
-        tl.store(out_ptr + pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
-    else:
-        tl.store(out_ptr + offs, loss, mask=mask)
+    store_loss(out_ptr, pid, offs, mask, loss, REDUCE)
 
 
 @triton.jit
@@ -43,10 +41,7 @@ def _ghmc_backward_kernel(pred_ptr, target_ptr, weight_ptr, bin_weights_ptr,
     x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, weight_ptr,
                                         tl.program_id(0), n, C, TARGET_IS_INDEX,
                                         WEIGHT_MODE, BLOCK)
-    if REDUCE:
-        grad_out = tl.load(grad_out_ptr)
-    else:
-        grad_out = tl.load(grad_out_ptr + offs, mask=mask, other=0.0)
+    grad_out = load_grad_out(grad_out_ptr, offs, mask, REDUCE)
     weight = _bin_weight(x, y, w, mask, bin_weights_ptr, BINS)
     grad = (tl.sigmoid(x) - y) * weight * grad_out
     tl.store(grad_pred_ptr + offs, grad, mask=mask)
