@@ -119,3 +119,20 @@ def test_batch_scope_gradients_flow_to_every_level():
 def test_bad_loss_scope():
     with pytest.raises(ValueError, match='loss_scope must be one of'):
         GHMRetinaHead(num_classes=2, in_channels=4, loss_scope='image')
+
+
+@pytest.mark.parametrize('losses', [GHM_LOSSES, FOCAL_LOSSES])
+def test_images_without_objects_give_finite_losses(losses):
+    head = MODELS.build(head_cfg('GHMRetinaHead', losses))
+    cls_scores, bbox_preds, gts, metas = batch(2)
+    empty = InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))
+    for images, no_objects in (([gts[0], empty], False), ([empty, empty], True)):
+        for t in cls_scores + bbox_preds:
+            t.grad = None
+            t.requires_grad_()
+        losses_out = head.loss_by_feat(cls_scores, bbox_preds, images, metas)
+        sum(losses_out.values()).backward()
+        assert all(torch.isfinite(v) for v in losses_out.values())
+        assert all(torch.isfinite(t.grad).all() for t in cls_scores + bbox_preds)
+        if no_objects:  # nothing to regress, background still to learn
+            assert losses_out['loss_bbox'] == 0 and losses_out['loss_cls'] > 0

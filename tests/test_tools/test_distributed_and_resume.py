@@ -6,8 +6,7 @@ import sys
 import pytest
 import torch
 
-from .test_end_to_end import ROOT, data_options, run  # noqa: F401  (fixture below)
-from .test_end_to_end import toy  # noqa: F401
+from .conftest import ROOT, data_options
 
 DENSITY_KEYS = ('bbox_head.loss_cls.density', 'bbox_head.loss_bbox.density')
 
@@ -41,7 +40,7 @@ def train(config, work_dir, toy, iters, *extra, nproc=1):
 
 
 @pytest.mark.parametrize('sync', [True, False])
-def test_two_ranks_share_the_density_only_with_sync(toy, tmp_path, sync):  # noqa: F811
+def test_two_ranks_share_the_density_only_with_sync(toy, tmp_path, sync):
     train(write_config(tmp_path, toy, 2, sync), tmp_path, toy, 2, nproc=2)
     ranks = [torch.load(tmp_path / f'after_train_rank{r}.pt', weights_only=False)
              for r in (0, 1)]
@@ -50,7 +49,7 @@ def test_two_ranks_share_the_density_only_with_sync(toy, tmp_path, sync):  # noq
         assert torch.equal(ranks[0][key], ranks[1][key]) == sync, key
 
 
-def test_resume_restores_density_optimizer_and_iteration(toy, tmp_path):  # noqa: F811
+def test_resume_restores_density_optimizer_and_iteration(toy, tmp_path):
     config = write_config(tmp_path, toy, 2)
     train(config, tmp_path, toy, 2)
     saved = torch.load(tmp_path / 'iter_2.pth', map_location='cpu', weights_only=False)

@@ -1,44 +1,11 @@
 """tools/make_toy_coco.py -> tools/train.py -> tools/test.py on a tiny toy set."""
 import json
-import os.path as osp
-import subprocess
-import sys
 
-import pytest
 import torch
 
 from mmdet_ghm.hooks.class_counts_hook import dataset_class_counts
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def run(*args, cwd=ROOT):
-    out = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout + out.stderr
-
-
-@pytest.fixture(scope='module')
-def toy(tmp_path_factory):
-    root = tmp_path_factory.mktemp('toy')
-    run('tools/make_toy_coco.py', '--out', str(root), '--train', '24', '--val', '8',
-        '--seed', '1')
-    return root
-
-
-def data_options(root, iters):
-    """cfg-options that point the toy config at ``root`` and shorten it."""
-    opts = [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-            f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=1',
-            'custom_hooks.0.interval=1', 'train_dataloader.batch_size=4',
-            'model.test_cfg.score_thr=0.0']  # an untrained model scores below 0.05
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        opts += [f'{loader}.dataset.data_root={root}/', f'{loader}.num_workers=0',
-                 f'{loader}.persistent_workers=False']
-    for evaluator in ('val_evaluator', 'test_evaluator'):
-        opts.append(f'{evaluator}.ann_file={root}/annotations/instances_val.json')
-    return opts
-
+from .conftest import data_options, run
 
 def test_make_toy_coco_is_deterministic_and_long_tailed(toy, tmp_path):
     run('tools/make_toy_coco.py', '--out', str(tmp_path), '--train', '24', '--val', '8',
