@@ -3,6 +3,7 @@ from typing import List
 
 from mmengine.dist import broadcast_object_list
 from mmengine.hooks import Hook
+from mmengine.runner import BaseLoop
 from mmdet.registry import HOOKS
 
 from ..losses import ClassBalancedFocalLoss
@@ -30,12 +31,17 @@ class ClassCountsHook(Hook):
     Runs in ``before_run``, before a checkpoint is resumed, so the class weights
     exist as a buffer when the checkpoint's copy is loaded. Rank 0 counts and
     broadcasts, so every rank uses the same weights; the counts are logged.
-    Losses whose config lists ``class_counts`` are left alone.
+    Losses whose config lists ``class_counts`` are left alone, and so is a run
+    that does not train (tools/test.py: the weights come from the checkpoint).
     """
 
     priority = 'VERY_HIGH'
 
     def before_run(self, runner) -> None:
+        # Runner.train() has built its loop by now; test() and val() have not,
+        # and building it would need the training data.
+        if not isinstance(runner._train_loop, BaseLoop):
+            return
         losses = [m for m in runner.model.modules()
                   if isinstance(m, ClassBalancedFocalLoss) and m.class_weight is None]
         if not losses:

@@ -105,6 +105,13 @@ class ClassBalancedFocalLoss(nn.Module):
         self.class_counts = [int(c) for c in class_counts]
         self.class_weight = weights.to(device)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a loss built without counts takes the checkpoint's class weights
+        key = prefix + 'class_weight'
+        if self.class_weight is None and key in state_dict:
+            self.class_weight = torch.empty_like(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self,
                 pred: Tensor,
                 target: Tensor,

@@ -57,6 +57,15 @@ def test_counts_set_later_and_saved():
                        effective_number_weights(COUNTS, 0.999))
 
 
+def test_checkpoint_weights_load_into_a_loss_without_counts():
+    trained = ClassBalancedFocalLoss(class_counts=COUNTS)
+    fresh = ClassBalancedFocalLoss()
+    fresh.load_state_dict(trained.state_dict())
+    assert torch.equal(fresh.class_weight, trained.class_weight)
+    pred, labels, _ = make_cls_inputs()
+    torch.testing.assert_close(fresh(pred, labels), trained(pred, labels))
+
+
 @pytest.mark.parametrize('kwargs,match', [
     (dict(class_counts=[3, 0, 2]), 'class indices \\[1\\]'),
     (dict(loss_type='softmax', use_sigmoid=True), 'needs use_sigmoid=False'),

@@ -65,3 +65,9 @@ def test_class_balanced_counts_from_hook(toy, tmp_path):
     state = torch.load(tmp_path / 'iter_1.pth', map_location='cpu',
                        weights_only=False)['state_dict']
     assert state['bbox_head.loss_cls.class_weight'].shape == (5, )
+    # testing needs neither the training data nor the counts: the checkpoint has them
+    log = run('tools/test.py', 'configs/toy/cb_focal_retinanet_toy.py',
+              str(tmp_path / 'iter_1.pth'), '--work-dir', str(tmp_path / 'test'),
+              '--cfg-options', *data_options(toy, 1),
+              'train_dataloader.dataset.data_root=/nonexistent/')
+    assert 'bbox_mAP_copypaste' in log and 'ClassCountsHook: training' not in log
