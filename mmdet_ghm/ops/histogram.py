@@ -64,8 +64,9 @@ def gradient_histogram(pred: Tensor, target: Tensor, weight, bins: int,
     """
     els = elements(pred, target, weight)
     counts = torch.zeros(bins, dtype=torch.int32, device=pred.device)
-    index = torch.empty(pred.shape if return_index else 0, dtype=torch.int64,
-                        device=pred.device)
+    # without return_index the store is compiled out: counts is a stand-in pointer
+    index = (torch.empty(pred.shape, dtype=torch.int64, device=pred.device)
+             if return_index else counts)
     if els.numel:
         _histogram_kernel[els.grid()](
             els.pred, els.target, els.weight, counts, index, els.numel,
