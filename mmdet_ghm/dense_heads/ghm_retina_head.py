@@ -36,6 +36,14 @@ class GHMRetinaHead(RetinaHead):
                              f'got {loss_scope!r}.')
         super().__init__(*args, **kwargs)
         self.loss_scope = loss_scope
+        # AnchorHead sizes its classifier from the config's use_sigmoid (default
+        # False), not from the loss: a sigmoid loss without it would get C + 1
+        # scores and take the background label for a class.
+        if getattr(self.loss_cls, 'use_sigmoid', False) and not self.use_sigmoid_cls:
+            raise ValueError(
+                f'GHMRetinaHead: loss_cls {type(self.loss_cls).__name__} is a sigmoid '
+                'loss but its config does not say use_sigmoid=True, so the head would '
+                'predict C + 1 scores per anchor; add use_sigmoid=True to loss_cls.')
 
     def loss_by_feat(self,
                      cls_scores: List[Tensor],

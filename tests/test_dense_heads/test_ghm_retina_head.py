@@ -116,6 +116,12 @@ def test_batch_scope_gradients_flow_to_every_level():
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in cls_scores)
 
 
+def test_sigmoid_loss_without_use_sigmoid_in_config_is_an_error():
+    losses = dict(GHM_LOSSES, loss_cls=dict(type='GHMCLoss'))
+    with pytest.raises(ValueError, match='does not say use_sigmoid=True'):
+        MODELS.build(head_cfg('GHMRetinaHead', losses))
+
+
 def test_bad_loss_scope():
     with pytest.raises(ValueError, match='loss_scope must be one of'):
         GHMRetinaHead(num_classes=2, in_channels=4, loss_scope='image')
