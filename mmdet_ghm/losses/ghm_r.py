@@ -8,7 +8,7 @@ from .. import ops
 from ..functional import asl1_gradient_norm, asl1_loss
 from .gradient_density import GradientDensity
 from .utils import (check_finite, check_reduction, check_weight, compute_dtype,
-                    expand_weight, normalise, resolve_reduction)
+                    normalise, resolve_reduction)
 
 
 @MODELS.register_module()
@@ -17,8 +17,8 @@ class GHMRLoss(nn.Module):
 
     ``ASL1(d) = sqrt(d^2 + mu^2) - mu`` with ``d = pred - target``; its gradient
     norm ``g = |d| / sqrt(d^2 + mu^2)`` in [0, 1) is binned as in GHM-C. The
-    mean is the weighted sum over ``tot``, the number
-    of valid elements (4 per positive anchor).
+    mean is the weighted sum over ``tot``, the number of valid elements (4 per
+    positive anchor).
 
     Args:
         mu (float): ASL1 parameter. Default 0.02.
@@ -88,8 +88,7 @@ class GHMRLoss(nn.Module):
         if weight is None:
             weight = pred.new_ones(()).expand(pred.shape)
         else:
-            check_weight('GHMRLoss', weight, tuple(pred.shape))
-            weight = expand_weight('GHMRLoss', weight, tuple(pred.shape))
+            weight = check_weight('GHMRLoss', weight, tuple(pred.shape))
         dtype = compute_dtype(pred)
         diff = pred.to(dtype) - target.to(dtype)
         label_weight = weight.to(dtype)

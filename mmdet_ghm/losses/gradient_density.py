@@ -68,9 +68,9 @@ class GradientDensity(nn.Module):
         Returns:
             tuple[Tensor, Tensor]: fp32 weights (bins + 1,), 0 for the overflow
             index, and ``max(tot, 1) / world_size`` (0-dim fp32), ``tot``
-            being the number of valid elements of the global batch. Dividing a rank's
-            weighted loss sum by it makes DDP's gradient average equal the
-            gradient of the paper's loss over the global batch.
+            being the number of valid elements of the global batch. Dividing a
+            rank's weighted loss sum by it makes DDP's gradient average equal
+            the gradient of the paper's loss over the global batch.
         """
         world_size = 1
         if self.training and self.sync and dist.is_available() and dist.is_initialized():

@@ -135,11 +135,13 @@ def check_classification_inputs(loss_name: str, pred: Tensor, target: Tensor,
         check_weight(loss_name, weight, (num_rows, num_classes))
 
 
-def check_weight(loss_name: str, weight: Tensor, shape: Tuple[int, ...]) -> None:
-    """(N,) or ``shape`` label weights, finite and >= 0."""
-    expand_weight(loss_name, weight, shape)
+def check_weight(loss_name: str, weight: Tensor, shape: Tuple[int, ...]) -> Tensor:
+    """Checks (N,) or ``shape`` label weights (finite, >= 0); returns them
+    expanded to ``shape``."""
+    expanded = expand_weight(loss_name, weight, shape)
     check_range(loss_name, 'weight', weight, 0.0, float('inf'), ' (0 = ignored)')
     check_finite(loss_name, 'weight', weight)
+    return expanded
 
 
 def dense_classification_inputs(pred: Tensor, target: Tensor,
