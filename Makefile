@@ -9,7 +9,7 @@ S      := $(VENV)/.stamps
 MAX_JOBS ?= $(shell nproc)
 PYTEST_ARGS ?=
 
-.PHONY: env test demo compare clean-env
+.PHONY: env test demo compare compat clean-env
 
 TOY := data/toy_coco/annotations/instances_train.json
 
@@ -22,6 +22,11 @@ $(PY):
 # Keep a torch that is already in the venv (e.g. a CUDA build the user put there).
 $(S)/torch: requirements/torch.txt | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -r requirements/torch.txt
+	touch $@
+
+# Triton only where torch did not bring one: a CUDA torch pins its own release.
+$(S)/triton: requirements/triton.txt $(S)/torch
+	$(PY) -c "import triton" 2>/dev/null || $(PIP) install -r requirements/triton.txt
 	touch $@
 
 $(S)/build: requirements/build.txt $(S)/torch
@@ -38,7 +43,7 @@ $(S)/runtime: requirements/runtime.txt $(S)/mmcv
 	$(PIP) install -r requirements/runtime.txt
 	touch $@
 
-$(S)/tests: requirements/tests.txt $(S)/runtime
+$(S)/tests: requirements/tests.txt $(S)/runtime $(S)/triton
 	$(PIP) install -r requirements/tests.txt
 	touch $@
 
@@ -60,6 +65,12 @@ demo: env $(TOY)
 # Trains every toy variant with the same seed and iterations (about an hour).
 compare: env $(TOY)
 	$(PY) tools/compare_losses.py
+
+# Compiles every kernel specialisation with each triton release of the supported
+# range (installed side by side under ~/.cache/mmdet-ghm-compat) for sm_80 and
+# sm_90, and prints the README's table. Downloads each release once; not in CI.
+compat: env
+	$(PY) tools/triton_compat.py
 
 clean-env:
 	rm -rf $(VENV)

@@ -26,7 +26,7 @@ setup(
     install_requires=['torch', 'mmcv>=2.0.0rc4,<2.2.0', 'mmengine>=0.10,<0.11',
                       'mmdet>=3.3,<3.4'],
     extras_require={
-        'triton': ['triton'],
+        'triton': ['triton>=3.0'],
         'tests': read_requirements('tests.txt'),
     },
     license='Apache-2.0',

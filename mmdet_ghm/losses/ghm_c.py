@@ -56,6 +56,11 @@ class GHMCLoss(nn.Module):
         self.density = GradientDensity(bins, momentum, sync=sync_density,
                                        owner='GHMCLoss')
 
+    @staticmethod
+    def config_uses_sigmoid(cfg: dict) -> bool:
+        """The head's ``use_sigmoid`` for a config of this loss: always True."""
+        return True
+
     def forward(self,
                 pred: Tensor,
                 target: Tensor,
@@ -84,17 +89,34 @@ class GHMCLoss(nn.Module):
         check_classification_inputs('GHMCLoss', pred, target, weight)
         reduce = reduction != 'none'
         bins = self.density.bins
-        if ops.use_triton('GHMCLoss', self.impl, pred):
-            counts = ops.gradient_histogram(pred, target, weight, bins, ops.GHMC_NORM)
-            bin_weights, normaliser = self.density.weigh(counts)
-            loss = ops.ghmc_weighted_bce(pred, target, weight, bin_weights, reduce)
+        dtype = compute_dtype(pred)
+        twin_target = target.to(dtype) if target.dim() == 2 else target
+        twin_weight = None if weight is None else weight.to(dtype)
+        if twin_weight is not None and twin_weight.dim() == 1:
+            twin_weight = twin_weight.unsqueeze(1)  # (N, 1), broadcast over the classes
+        twin_binned = []  # the twin's (sigmoid, bins) of pred, once it has run
+
+        def twin_bins(logits):
+            return ghmc_bins(logits.detach().to(dtype), twin_target, twin_weight, bins)
+
+        def twin_counts():
+            twin_binned.append(twin_bins(pred))
+            return bin_counts(twin_binned[0][1], bins)
+
+        counts = ops.kernel_or_twin('GHMCLoss', self.impl, pred, lambda _: (
+            ops.gradient_histogram(pred, target, weight, bins, ops.GHMC_NORM)),
+            twin_counts)
+        bin_weights, normaliser = self.density.weigh(counts)
+
+        def twin_loss(logits=pred):
+            p, idx = twin_binned[0] if twin_binned else twin_bins(logits)
+            return ghmc_weighted_bce(logits, twin_target, p, idx, bin_weights,
+                                     twin_weight, reduce)
+
+        if twin_binned:
+            loss = twin_loss()
         else:
-            dtype = compute_dtype(pred)
-            if target.dim() == 2:
-                target = target.to(dtype)
-            if weight is not None:
-                weight = weight.to(dtype).view(len(pred), -1)  # (N, 1) or (N, C)
-            p, idx = ghmc_bins(pred.detach().to(dtype), target, weight, bins)
-            bin_weights, normaliser = self.density.weigh(bin_counts(idx, bins))
-            loss = ghmc_weighted_bce(pred, target, p, idx, bin_weights, weight, reduce)
+            loss = ops.kernel_or_twin('GHMCLoss', self.impl, pred, lambda fallback: (
+                ops.ghmc_weighted_bce(pred, target, weight, bin_weights, reduce,
+                                      'GHMCLoss', fallback)), twin_loss)
         return self.loss_weight * normalise(loss, reduction, normaliser)

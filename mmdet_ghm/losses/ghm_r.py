@@ -92,14 +92,19 @@ class GHMRLoss(nn.Module):
         dtype = compute_dtype(pred)
         diff = pred.to(dtype) - target.to(dtype)
         label_weight = weight.to(dtype)
-        if ops.use_triton('GHMRLoss', self.impl, pred):
-            counts, idx = ops.gradient_histogram(pred, target, weight,
-                                                 self.density.bins, ops.GHMR_NORM,
-                                                 self.mu, return_index=True)
-            density_weight, normaliser = self.density.weights_of(idx, counts)
-        else:
+
+        def kernel(_):
+            counts, idx = ops.gradient_histogram(pred, target, weight, self.density.bins,
+                                                 ops.GHMR_NORM, self.mu,
+                                                 return_index=True)
+            return self.density.weights_of(idx, counts)
+
+        def twin():
             g = asl1_gradient_norm(diff, self.mu).float()
-            density_weight, normaliser = self.density(g, label_weight > 0)
+            return self.density(g, label_weight > 0)
+
+        density_weight, normaliser = ops.kernel_or_twin('GHMRLoss', self.impl, pred,
+                                                        kernel, twin)
         loss = asl1_loss(diff, self.mu) * (density_weight * label_weight)
         if reduction != 'none':
             loss = loss.sum()

@@ -43,16 +43,18 @@ def focal_loss(loss_name: str, impl: str, pred: Tensor, target: Tensor, weight,
                        ('pos_weight', pos_weight)):
         check_num_classes(loss_name, arg, value, pred.shape[1])
     reduce = reduction != 'none'
-    if ops.use_triton(loss_name, impl, pred):
-        loss = ops.sigmoid_focal_loss_triton(pred, target, weight, gamma, alpha,
-                                             class_weight, pos_weight, reduce)
-    else:
-        x, y, label_weight = dense_classification_inputs(pred, target, weight)
+
+    def twin(logits=pred):
+        x, y, label_weight = dense_classification_inputs(logits, target, weight)
         loss = sigmoid_focal_loss(x, y, gamma, alpha, class_weight, pos_weight,
-                                  binary_targets=target.dim() == 1)
-        loss = loss * label_weight
-        loss = loss.sum() if reduce else loss
-    return normalise(loss, reduction, mean_denominator(avg_factor, pred.numel()))
+                                  binary_targets=target.dim() == 1) * label_weight
+        return loss.sum() if reduce else loss
+
+    loss = ops.kernel_or_twin(loss_name, impl, pred, lambda fallback: (
+        ops.sigmoid_focal_loss_triton(pred, target, weight, gamma, alpha, class_weight,
+                                      pos_weight, reduce, loss_name, fallback)), twin)
+    return normalise(loss, reduction,
+                     mean_denominator(loss_name, reduction, avg_factor, pred.numel()))
 
 
 def check_num_classes(loss_name: str, name: str, value, num_classes: int) -> None:
@@ -108,6 +110,11 @@ class SigmoidFocalLoss(nn.Module):
         register_per_class(self, name, 'alpha', alpha, allow_scalar=True)
         register_per_class(self, name, 'class_weight', class_weight)
         register_per_class(self, name, 'pos_weight', pos_weight)
+
+    @staticmethod
+    def config_uses_sigmoid(cfg: dict) -> bool:
+        """The head's ``use_sigmoid`` for a config of this loss: always True."""
+        return True
 
     def forward(self,
                 pred: Tensor,

@@ -1,24 +1,73 @@
-"""Picks the Triton kernels or their PyTorch twins.
+"""Picks the Triton kernels or their PyTorch twins, and launches the kernels.
 
-``impl='auto'`` runs Triton on CUDA tensors when Triton is importable and the
-PyTorch twin everywhere else. ``impl='triton'`` insists on the kernels; on CPU
-tensors that works only under ``TRITON_INTERPRET=1`` (Triton's interpreter, slow,
-used by the tests). ``impl='torch'`` always runs the twin.
+``impl='auto'`` runs the kernels on CUDA tensors when the installed triton can
+build them (:func:`kernel_support`, decided once per process) and the PyTorch
+twin everywhere else. If a kernel still fails to compile or launch, the loss
+warns once and runs the twin from then on: training never stops because of our
+kernels. ``impl='triton'`` insists on the kernels and raises; on CPU tensors it
+works only under ``TRITON_INTERPRET=1`` (Triton's interpreter, slow, used by the
+tests). ``impl='torch'`` always runs the twin.
+
+Every kernel launch goes through :func:`launch`, so a tool can intercept them
+all (:func:`intercept_launches`): the ahead-of-time compile check and the
+no-host-sync test use that.
 """
+import contextlib
+import functools
 import importlib.util
 import os
+import re
+import warnings
+from typing import Callable, Optional
 
+import torch
 from torch import Tensor
 
 IMPLS = ('auto', 'triton', 'torch')
+# Oldest triton the kernels build with (torch 2.4 pins triton 3.0); proven by
+# `make compat`, see the README's table.
+MIN_TRITON = (3, 0)
+
+# The first kernel failure under impl='auto' (a message), after which every loss
+# runs its twin; None while the kernels work.
+_failure: Optional[str] = None
+_launch_hook: Optional[Callable] = None
 
 
 def triton_available() -> bool:
     return importlib.util.find_spec('triton') is not None
 
 
+def triton_version() -> str:
+    import triton
+    return triton.__version__
+
+
+def parse_version(version: str) -> tuple:
+    return tuple(int(part) for part in re.findall(r'\d+', version)[:2])
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_support() -> Optional[str]:
+    """None when the installed triton can build the kernels, else the reason."""
+    if not triton_available():
+        return 'triton is not installed'
+    version = triton_version()
+    if parse_version(version) < MIN_TRITON:
+        return (f'triton {version} is older than '
+                f'{".".join(map(str, MIN_TRITON))} (torch < 2.4)')
+    import triton.language as tl
+    if not hasattr(tl, 'histogram'):
+        return f'triton {version} has no tl.histogram'
+    return None
+
+
 def interpreting() -> bool:
     return os.environ.get('TRITON_INTERPRET') == '1'
+
+
+def is_gpu_tensor(tensor: Tensor) -> bool:
+    return tensor.is_cuda
 
 
 def check_impl(owner: str, impl: str) -> None:
@@ -31,12 +80,91 @@ def use_triton(owner: str, impl: str, tensor: Tensor) -> bool:
     if impl == 'torch':
         return False
     if impl == 'auto':
-        return tensor.is_cuda and triton_available()
-    if not triton_available():
-        raise ImportError(f"{owner}: impl='triton' needs the triton package "
-                          "(pip install triton), or use impl='auto'.")
-    if not (tensor.is_cuda or interpreting()):
+        return is_gpu_tensor(tensor) and _failure is None and kernel_support() is None
+    reason = kernel_support()
+    if reason is not None:
+        raise RuntimeError(
+            f"{owner}: impl='triton' cannot run: {reason}. Install triton >= "
+            f"{'.'.join(map(str, MIN_TRITON))} (the one torch >= 2.4 brings), or use "
+            "impl='auto', which runs the PyTorch implementation where the kernels "
+            'cannot.')
+    if not (is_gpu_tensor(tensor) or interpreting()):
         raise ValueError(f"{owner}: impl='triton' runs on CUDA tensors, got a "
                          f'{tensor.device} tensor; set TRITON_INTERPRET=1 to run the '
                          "kernels on the CPU (slowly), or use impl='auto'.")
     return True
+
+
+def launch(kernel, grid, *args, **kwargs) -> None:
+    """``kernel[grid](*args, **kwargs)``, or the hook of :func:`intercept_launches`."""
+    if _launch_hook is not None:
+        _launch_hook(kernel, grid, args, kwargs)
+    else:
+        kernel[grid](*args, **kwargs)
+
+
+@contextlib.contextmanager
+def intercept_launches(hook: Callable):
+    """Calls ``hook(kernel, grid, args, kwargs)`` instead of launching kernels."""
+    global _launch_hook
+    previous, _launch_hook = _launch_hook, hook
+    try:
+        yield
+    finally:
+        _launch_hook = previous
+
+
+def _give_up_kernels(owner: str, error: Exception) -> None:
+    global _failure
+    version = triton_version() if triton_available() else 'not installed'
+    _failure = f'{owner}: {type(error).__name__}: {error}'
+    warnings.warn(
+        f"{owner}: a Triton kernel failed to compile or launch with triton {version} "
+        f'({type(error).__name__}: {error}). Every loss of mmdet_ghm runs its PyTorch '
+        "implementation from now on (same results, slower); impl='triton' shows "
+        'the full error. Please report it with your torch and triton versions.',
+        RuntimeWarning, stacklevel=3)
+
+
+def kernel_or_twin(owner: str, impl: str, tensor: Tensor, kernel: Callable,
+                   twin: Callable):
+    """The result of the Triton ``kernel`` where :func:`use_triton` says so, else
+    of the PyTorch ``twin``; both take no argument and compute the same thing.
+
+    ``kernel(fallback)`` gets the twin to fall back to in its backward, or None
+    under impl='triton'. Under impl='auto' a kernel failure warns once and
+    returns ``twin()``, and every later call runs the twin.
+    """
+    if not use_triton(owner, impl, tensor):
+        return twin()
+    if impl == 'triton':
+        return kernel(None)
+    try:
+        return kernel(twin)
+    except Exception as error:  # a compile or launch error of any triton release
+        _give_up_kernels(owner, error)
+        return twin()
+
+
+def kernel_grad_or_twin(owner: str, twin_loss: Optional[Callable], pred: Tensor,
+                        grad_out: Tensor, kernel: Callable) -> Tensor:
+    """A backward kernel ``kernel(grad_pred)`` filling the gradient of ``pred``.
+
+    ``twin_loss`` (None under impl='triton') maps logits to the same loss through
+    the PyTorch twin (the ``fallback`` of :func:`kernel_or_twin`, called with the
+    logits): if the kernel fails, the gradient comes from it instead.
+    """
+    grad_pred = torch.empty_like(pred)
+    if not pred.numel():
+        return grad_pred
+    if twin_loss is None:
+        kernel(grad_pred)
+        return grad_pred
+    try:
+        kernel(grad_pred)
+        return grad_pred
+    except Exception as error:
+        _give_up_kernels(owner, error)
+    with torch.enable_grad():
+        x = pred.detach().requires_grad_()
+        return torch.autograd.grad(twin_loss(x), x, grad_out)[0]

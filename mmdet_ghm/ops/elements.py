@@ -104,5 +104,6 @@ def load_grad_out(grad_out_ptr, offs, mask, REDUCE: tl.constexpr):
 
 
 def block_partials(els: Elements) -> Tensor:
-    """One fp32 slot per block: summed in a fixed order, so sums are deterministic."""
-    return torch.empty(els.grid()[0], dtype=torch.float32, device=els.pred.device)
+    """One fp32 slot per block: summed in a fixed order, so sums are deterministic.
+    Zeroed, so the sum of no elements (no block launched) is 0."""
+    return torch.zeros(els.grid()[0], dtype=torch.float32, device=els.pred.device)

@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .dispatch import kernel_grad_or_twin, launch
 from .elements import (BLOCK, block_partials, elements, load_elements, load_grad_out,
                        log_sigmoid, store_loss)
 
@@ -86,7 +87,7 @@ class SigmoidFocal(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pred, target, weight, gamma, alpha, class_weight, pos_weight,
-                reduce: bool):
+                reduce: bool, owner: str, twin_loss):
         els = elements(pred, target, weight)
         num_classes = els.num_cols
         vectors = (_class_vector(alpha, num_classes, pred, 1.0),
@@ -97,32 +98,36 @@ class SigmoidFocal(torch.autograd.Function):
         flags = dict(TARGET_IS_INDEX=els.target_is_index, WEIGHT_MODE=els.weight_mode,
                      USE_ALPHA=alpha is not None, REDUCE=reduce, BLOCK=BLOCK)
         if els.numel:
-            _focal_forward_kernel[els.grid()](els.pred, els.target, els.weight, *vectors,
-                                              out, els.numel, num_classes,
-                                              float(gamma), **flags)
+            launch(_focal_forward_kernel, els.grid(), els.pred, els.target, els.weight,
+                   *vectors, out, els.numel, num_classes, float(gamma), **flags)
         ctx.save_for_backward(els.pred, els.target, els.weight, *vectors)
         ctx.gamma, ctx.flags, ctx.num_classes = float(gamma), flags, num_classes
+        ctx.owner, ctx.twin_loss = owner, twin_loss
         return out.sum() if reduce else out
 
     @staticmethod
     def backward(ctx, grad_out):
         pred, target, weight, *vectors = ctx.saved_tensors
-        grad_pred = torch.empty_like(pred)
-        if pred.numel():
-            _focal_backward_kernel[(triton.cdiv(pred.numel(), BLOCK), )](
-                pred, target, weight, *vectors, grad_out.float().contiguous(),
-                grad_pred, pred.numel(), ctx.num_classes, ctx.gamma, **ctx.flags)
-        return grad_pred, None, None, None, None, None, None, None
+
+        def kernel(grad_pred):
+            launch(_focal_backward_kernel, (triton.cdiv(pred.numel(), BLOCK), ),
+                   pred, target, weight, *vectors, grad_out.float().contiguous(),
+                   grad_pred, pred.numel(), ctx.num_classes, ctx.gamma, **ctx.flags)
+
+        grad_pred = kernel_grad_or_twin(ctx.owner, ctx.twin_loss, pred, grad_out, kernel)
+        return (grad_pred, ) + (None, ) * 9
 
 
 def sigmoid_focal_loss_triton(pred: Tensor, target: Tensor, weight, gamma: float,
                               alpha=None, class_weight=None, pos_weight=None,
-                              reduce: bool = True) -> Tensor:
+                              reduce: bool = True, owner: str = 'SigmoidFocalLoss',
+                              twin_loss=None) -> Tensor:
     """Triton focal loss body; arguments as ``functional.sigmoid_focal_loss``
-    plus label ``weight`` ((N,), (N, C) or None) and index or dense ``target``.
+    plus label ``weight`` ((N,), (N, C) or None) and index or dense ``target``;
+    ``owner`` and ``twin_loss`` as in ``ops.ghmc_weighted_bce``.
 
     Returns:
         Tensor: the fp32 sum when ``reduce``, else the (N, C) fp32 losses.
     """
     return SigmoidFocal.apply(pred, target, weight, gamma, alpha, class_weight,
-                              pos_weight, reduce)
+                              pos_weight, reduce, owner, twin_loss)

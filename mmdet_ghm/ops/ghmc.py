@@ -9,6 +9,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .dispatch import kernel_grad_or_twin, launch
 from .elements import (BLOCK, bin_of, block_partials, elements, load_elements,
                        load_grad_out, store_loss)
 
@@ -51,35 +52,40 @@ class GHMCBinaryCrossEntropy(torch.autograd.Function):
     """Sum (or elementwise) of ``BCE(x, y) * bin_weight[bin(g)] * label_weight``."""
 
     @staticmethod
-    def forward(ctx, pred, target, weight, bin_weights, reduce: bool):
+    def forward(ctx, pred, target, weight, bin_weights, reduce: bool, owner: str,
+                twin_loss):
         els = elements(pred, target, weight)
         bins = bin_weights.numel() - 1
         out = (block_partials(els) if reduce else
                torch.empty(pred.shape, dtype=torch.float32, device=pred.device))
         if els.numel:
-            _ghmc_forward_kernel[els.grid()](
-                els.pred, els.target, els.weight, bin_weights, out, els.numel,
-                els.num_cols, TARGET_IS_INDEX=els.target_is_index,
-                WEIGHT_MODE=els.weight_mode, BINS=bins, REDUCE=reduce, BLOCK=BLOCK)
+            launch(_ghmc_forward_kernel, els.grid(), els.pred, els.target, els.weight,
+                   bin_weights, out, els.numel, els.num_cols,
+                   TARGET_IS_INDEX=els.target_is_index, WEIGHT_MODE=els.weight_mode,
+                   BINS=bins, REDUCE=reduce, BLOCK=BLOCK)
         ctx.save_for_backward(els.pred, els.target, els.weight, bin_weights)
         ctx.layout = (els.target_is_index, els.weight_mode, els.num_cols, reduce)
+        ctx.owner, ctx.twin_loss = owner, twin_loss
         return out.sum() if reduce else out
 
     @staticmethod
     def backward(ctx, grad_out):
         pred, target, weight, bin_weights = ctx.saved_tensors
         target_is_index, weight_mode, num_cols, reduce = ctx.layout
-        grad_pred = torch.empty_like(pred)
-        if pred.numel():
-            _ghmc_backward_kernel[(triton.cdiv(pred.numel(), BLOCK), )](
-                pred, target, weight, bin_weights, grad_out.float().contiguous(), grad_pred, pred.numel(), num_cols,
-                TARGET_IS_INDEX=target_is_index, WEIGHT_MODE=weight_mode,
-                BINS=bin_weights.numel() - 1, REDUCE=reduce, BLOCK=BLOCK)
-        return grad_pred, None, None, None, None
+
+        def kernel(grad_pred):
+            launch(_ghmc_backward_kernel, (triton.cdiv(pred.numel(), BLOCK), ),
+                   pred, target, weight, bin_weights, grad_out.float().contiguous(),
+                   grad_pred, pred.numel(), num_cols, TARGET_IS_INDEX=target_is_index,
+                   WEIGHT_MODE=weight_mode, BINS=bin_weights.numel() - 1,
+                   REDUCE=reduce, BLOCK=BLOCK)
+
+        grad_pred = kernel_grad_or_twin(ctx.owner, ctx.twin_loss, pred, grad_out, kernel)
+        return grad_pred, None, None, None, None, None, None
 
 
 def ghmc_weighted_bce(pred: Tensor, target: Tensor, weight, bin_weights: Tensor,
-                      reduce: bool) -> Tensor:
+                      reduce: bool, owner: str = 'GHMCLoss', twin_loss=None) -> Tensor:
     """Triton GHM-C loss body; see :class:`GHMCBinaryCrossEntropy`.
 
     Args:
@@ -88,5 +94,9 @@ def ghmc_weighted_bce(pred: Tensor, target: Tensor, weight, bin_weights: Tensor,
         weight (Tensor | None): (N,) or (N, C) label weights, 0 = ignored.
         bin_weights (Tensor): fp32 weights (bins + 1,), last one 0.
         reduce (bool): Return the fp32 sum instead of the (N, C) fp32 losses.
+        owner (str): The loss, for the warning if the backward kernel fails.
+        twin_loss (callable, optional): Logits -> the same loss by the PyTorch
+            twin; the backward falls back to it if its kernel fails (None: raise).
     """
-    return GHMCBinaryCrossEntropy.apply(pred, target, weight, bin_weights, reduce)
+    return GHMCBinaryCrossEntropy.apply(pred, target, weight, bin_weights, reduce,
+                                        owner, twin_loss)

@@ -2,13 +2,15 @@
 
 One pass over the elements: gradient norm, bin, a block-local histogram
 (``tl.histogram``), then one atomic add per bin into the global counts. Nothing
-leaves the device. Twin: ``functional.bin_index`` + ``functional.bin_counts``.
+leaves the device. Ignored elements go to an extra bin that is never added, so
+the kernel needs no ``mask=`` of ``tl.histogram`` (absent before triton 3.4). Twin: ``functional.bin_index`` + ``functional.bin_counts``.
 """
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
+from .dispatch import launch
 from .elements import BLOCK, bin_of, elements, load_elements
 
 GHMC_NORM, GHMR_NORM = 0, 1
@@ -35,13 +37,12 @@ def _histogram_kernel(pred_ptr, target_ptr, weight_ptr, counts_ptr,
     x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, weight_ptr,
                                         tl.program_id(0), n, C, TARGET_IS_INDEX,
                                         WEIGHT_MODE, BLOCK)
-    idx = bin_of(gradient_norm(x, y, mu, NORM), BINS)
-    valid = mask & (w > 0)
-    hist = tl.histogram(idx, HIST, mask=valid)
+    idx = tl.where(mask & (w > 0), bin_of(gradient_norm(x, y, mu, NORM), BINS), BINS)
+    hist = tl.histogram(idx, HIST)
     bins = tl.arange(0, HIST)
     tl.atomic_add(counts_ptr + bins, hist, mask=bins < BINS)
     if WRITE_INDEX:
-        tl.store(index_ptr + offs, tl.where(valid, idx, BINS).to(tl.int64), mask=mask)
+        tl.store(index_ptr + offs, idx.to(tl.int64), mask=mask)
 
 
 def gradient_histogram(pred: Tensor, target: Tensor, weight, bins: int,
@@ -68,9 +69,9 @@ def gradient_histogram(pred: Tensor, target: Tensor, weight, bins: int,
     index = (torch.empty(pred.shape, dtype=torch.int64, device=pred.device)
              if return_index else counts)
     if els.numel:
-        _histogram_kernel[els.grid()](
-            els.pred, els.target, els.weight, counts, index, els.numel,
+        launch(
+            _histogram_kernel, els.grid(), els.pred, els.target, els.weight, counts, index, els.numel,
             els.num_cols, mu, NORM=norm, TARGET_IS_INDEX=els.target_is_index,
-            WEIGHT_MODE=els.weight_mode, BINS=bins, HIST=triton.next_power_of_2(bins),
+            WEIGHT_MODE=els.weight_mode, BINS=bins, HIST=triton.next_power_of_2(bins + 1),
             WRITE_INDEX=return_index, BLOCK=BLOCK)
     return (counts.long(), index) if return_index else counts.long()

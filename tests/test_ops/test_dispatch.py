@@ -1,12 +1,35 @@
 import types
+import warnings
 
 import pytest
 import torch
+import triton.language as tl
 
 from mmdet_ghm import ops
-from mmdet_ghm.losses import GHMCLoss, SigmoidFocalLoss
+from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
+                              SigmoidFocalLoss)
+from mmdet_ghm.ops import dispatch
+
+from ..conftest import make_cls_inputs, make_reg_inputs
 
 FAKE_CUDA = types.SimpleNamespace(is_cuda=True, device='cuda:0')
+
+
+@pytest.fixture
+def fresh_dispatch(monkeypatch):
+    """A dispatcher that has seen no kernel failure and decides support anew;
+    restores both afterwards."""
+    monkeypatch.setattr(dispatch, '_failure', None)
+    dispatch.kernel_support.cache_clear()
+    yield dispatch
+    dispatch.kernel_support.cache_clear()
+
+
+@pytest.fixture
+def cpu_as_gpu(monkeypatch, fresh_dispatch):
+    """impl='auto' takes the kernel path for CPU tensors (run by the interpreter)."""
+    monkeypatch.setattr(dispatch, 'is_gpu_tensor', lambda tensor: True)
+    return fresh_dispatch
 
 
 def test_auto_picks_triton_on_cuda_and_torch_on_cpu():
@@ -15,15 +38,15 @@ def test_auto_picks_triton_on_cuda_and_torch_on_cpu():
     assert not ops.use_triton('X', 'torch', FAKE_CUDA)
 
 
-def test_auto_on_cpu_never_calls_a_kernel(monkeypatch):
+def test_auto_on_cpu_never_calls_a_kernel():
     def kernel_called(*args, **kwargs):
-        raise AssertionError('kernel called on a CPU tensor with impl=auto')
+        raise AssertionError('kernel launched on a CPU tensor with impl=auto')
 
-    for name in ('gradient_histogram', 'ghmc_weighted_bce', 'sigmoid_focal_loss_triton'):
-        monkeypatch.setattr(ops, name, kernel_called)
     pred, labels = torch.randn(10, 3), torch.randint(0, 4, (10, ))
-    GHMCLoss()(pred, labels)
-    SigmoidFocalLoss()(pred, labels)
+    with dispatch.intercept_launches(kernel_called):
+        GHMCLoss()(pred, labels)
+        SigmoidFocalLoss()(pred, labels)
+        GHMRLoss()(pred[:, :2], pred[:, 1:])
 
 
 def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
@@ -35,3 +58,102 @@ def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
 def test_unknown_impl_is_rejected():
     with pytest.raises(ValueError, match="impl must be one of"):
         GHMCLoss(impl='cuda')
+
+
+@pytest.mark.parametrize('version', ['2.1.0', '2.3.1'])
+def test_old_triton_runs_the_twin(monkeypatch, fresh_dispatch, version):
+    monkeypatch.setattr(dispatch, 'triton_version', lambda: version)
+    assert 'older than 3.0' in dispatch.kernel_support()
+    assert not ops.use_triton('GHMCLoss', 'auto', FAKE_CUDA)
+    with pytest.raises(RuntimeError, match=rf"triton {version} is older.*Install triton >= 3.0"):
+        ops.use_triton('GHMCLoss', 'triton', FAKE_CUDA)
+
+
+def test_triton_without_histogram_runs_the_twin(monkeypatch, fresh_dispatch):
+    monkeypatch.delattr(tl, 'histogram')
+    assert 'no tl.histogram' in dispatch.kernel_support()
+    assert not ops.use_triton('GHMCLoss', 'auto', FAKE_CUDA)
+
+
+def test_support_is_decided_once(monkeypatch, fresh_dispatch):
+    calls = []
+    monkeypatch.setattr(dispatch, 'triton_version', lambda: calls.append(1) or '3.9.0')
+    for _ in range(3):
+        ops.use_triton('GHMCLoss', 'auto', FAKE_CUDA)
+    assert len(calls) == 1
+
+
+def failing_launch(kernel_names):
+    """A launch hook that fails like a compile error for the named kernels and
+    runs the others (in the interpreter here)."""
+    def launch(kernel, grid, args, kwargs):
+        if kernel.fn.__name__ in kernel_names:
+            raise RuntimeError(f'PassManager::run failed (simulated, {kernel.fn.__name__})')
+        kernel[grid](*args, **kwargs)
+    return launch
+
+
+def forward_backward(loss, pred, *args):
+    pred = pred.clone().requires_grad_()
+    value = loss(pred, *args)
+    value.backward()
+    return value.detach(), pred.grad
+
+
+ALL_KERNELS = ('_histogram_kernel', '_ghmc_forward_kernel', '_ghmc_backward_kernel',
+               '_focal_forward_kernel', '_focal_backward_kernel')
+LOSSES = {
+    'GHMCLoss': (lambda impl: GHMCLoss(impl=impl), make_cls_inputs),
+    'GHMRLoss': (lambda impl: GHMRLoss(impl=impl), make_reg_inputs),
+    'SigmoidFocalLoss': (lambda impl: SigmoidFocalLoss(impl=impl), make_cls_inputs),
+    'ClassBalancedFocalLoss': (lambda impl: ClassBalancedFocalLoss(
+        class_counts=[9, 4, 7, 1, 3, 5, 2], impl=impl), make_cls_inputs),
+}
+
+
+@pytest.mark.parametrize('name, failing', [
+    (name, failing) for name in LOSSES for failing in ('forward', 'backward')
+    if not (name == 'GHMRLoss' and failing == 'backward')])  # GHM-R: histogram only
+def test_compile_failure_warns_once_and_training_goes_on(cpu_as_gpu, name, failing):
+    build, make_inputs = LOSSES[name]
+    kernels = [k for k in ALL_KERNELS if failing in k or failing == 'forward']
+    auto, twin = build('auto'), build('torch')
+    with dispatch.intercept_launches(failing_launch(kernels)), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        for step in range(3):  # the first fails over, the others run the twin
+            inputs = make_inputs(seed=step)
+            value, grad = forward_backward(auto, *inputs)
+            ref_value, ref_grad = forward_backward(twin, *inputs)
+            torch.testing.assert_close(value, ref_value)
+            torch.testing.assert_close(grad, ref_grad)
+            if hasattr(auto, 'density'):  # the EMA was updated exactly once per call
+                torch.testing.assert_close(auto.density.acc_sum, twin.density.acc_sum)
+    # (the interpreter's numpy also warns, of log(0) in the focal kernel)
+    messages = [str(w.message) for w in caught if 'Triton kernel failed' in str(w.message)]
+    assert len(messages) == 1, messages
+    assert name in messages[0] and 'triton 3.' in messages[0]
+    assert 'PassManager::run failed' in messages[0]
+    assert not ops.use_triton(name, 'auto', FAKE_CUDA)  # the twin from now on
+
+
+def test_ghmc_loss_kernel_failure_after_histogram_counts_once(cpu_as_gpu):
+    """The histogram kernel ran and updated the EMA; the loss kernel fails: the
+    twin must reuse those weights, not update the EMA a second time."""
+    auto, twin = GHMCLoss(impl='auto'), GHMCLoss(impl='torch')
+    pred, labels, weight = make_cls_inputs()
+    with dispatch.intercept_launches(failing_launch(['_ghmc_forward_kernel'])), \
+            pytest.warns(RuntimeWarning, match='_ghmc_forward_kernel'):
+        value, grad = forward_backward(auto, pred, labels, weight)
+    ref_value, ref_grad = forward_backward(twin, pred, labels, weight)
+    torch.testing.assert_close(auto.density.acc_sum, twin.density.acc_sum)
+    torch.testing.assert_close(value, ref_value)
+    torch.testing.assert_close(grad, ref_grad)
+
+
+def test_impl_triton_fails_loudly(cpu_as_gpu):
+    pred, labels, weight = make_cls_inputs()
+    with dispatch.intercept_launches(failing_launch(ALL_KERNELS)), \
+            pytest.raises(RuntimeError, match='simulated'):
+        GHMCLoss(impl='triton')(pred, labels, weight)
+    assert dispatch._failure is None

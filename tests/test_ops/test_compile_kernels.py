@@ -1,0 +1,60 @@
+"""Every kernel specialisation the losses launch compiles to cubin for A100
+(sm_80) and H100 (sm_90) with the installed triton, without a GPU."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mmdet_ghm import ops
+
+from ..test_tools.conftest import ROOT
+
+DTYPES = {'torch.float32', 'torch.float16', 'torch.bfloat16'}
+CLS_KERNELS = ('_ghmc_forward_kernel', '_ghmc_backward_kernel', '_focal_forward_kernel',
+               '_focal_backward_kernel')
+
+
+def layouts(specs, *flags):
+    """The (logits dtype, flag values...) that the specialisations cover."""
+    covered = set()
+    for spec in specs:
+        words = spec.split()
+        values = dict(w.split('=') for w in words if '=' in w)
+        covered.add((words[0], ) + tuple(values[f] for f in flags))
+    return covered
+
+
+@pytest.fixture(scope='module')
+def compiled(tmp_path_factory):
+    if ops.kernel_support() is not None:
+        pytest.skip(f'the installed triton cannot build the kernels: {ops.kernel_support()}')
+    out = tmp_path_factory.mktemp('aot') / 'result.json'
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    env['TRITON_CACHE_DIR'] = str(out.parent / 'cache')  # compile, not load
+    proc = subprocess.run([sys.executable, 'tools/compile_kernels.py', '--arch', '80', '90',
+                           '--json', str(out)], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_every_specialisation_compiles_for_sm80_and_sm90(compiled):
+    assert compiled['status'] == 'compiled' and compiled['failures'] == []
+    assert compiled['specialisations']['sm_80'] == compiled['specialisations']['sm_90']
+    specs = compiled['specialisations']['sm_90']
+    assert set(specs) == {'_histogram_kernel', *CLS_KERNELS}
+    every = {(dtype, index, mode, reduce) for dtype in DTYPES for index in ('True', 'False')
+             for mode in ('0', '1', '2') for reduce in ('True', 'False')}
+    for kernel in CLS_KERNELS:  # dtypes x index/dense targets x no/row/dense weights x reduce
+        assert layouts(specs[kernel], 'TARGET_IS_INDEX', 'WEIGHT_MODE', 'REDUCE') == every
+    for kernel in ('_focal_forward_kernel', '_focal_backward_kernel'):  # with and without alpha
+        assert {a for *_, a in layouts(specs[kernel], 'USE_ALPHA')} == {'True', 'False'}
+    # GHM-C (NORM=0): every target and weight layout; GHM-R (NORM=1): dense deltas,
+    # and its per-element bins written out
+    hist = layouts(specs['_histogram_kernel'], 'NORM', 'TARGET_IS_INDEX', 'WEIGHT_MODE',
+                   'WRITE_INDEX')
+    assert {(d, i, m) for d, norm, i, m, _ in hist if norm == '0'} == {
+        (d, i, m) for d in DTYPES for i in ('True', 'False') for m in ('0', '1', '2')}
+    assert {(d, w) for d, norm, i, _, w in hist if norm == '1'} == {(d, 'True') for d in DTYPES}

@@ -1,0 +1,183 @@
+"""Compiles every Triton kernel specialisation the losses launch to cubin for
+GPUs that are not present: proof that the kernels build, without a GPU.
+
+The losses run their real code path (impl='triton') on small CPU tensors that
+the dispatcher is told to treat as CUDA tensors; every launch is intercepted
+(``ops.dispatch.intercept_launches``) and compiled ahead of time, with triton's
+bundled ptxas, for each ``--arch`` through a stand-in driver that reports that
+GPU. Nothing is launched. Integer outputs of a compiled launch are zeroed so
+the code after it (indexing by bin) runs on defined values.
+
+    python tools/compile_kernels.py --arch 80 90 [--json out.json]
+
+Prints one line per kernel and target, and exits 1 if any specialisation
+failed to compile. With a triton the kernels do not support it says which
+(the losses then run their PyTorch twin) and exits 0. Run it with
+TRITON_INTERPRET unset; `make compat` runs it for each triton release.
+"""
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+import traceback
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+
+DTYPES = ('float32', 'float16', 'bfloat16')
+SHAPES = ((1000, 80), (37, 7))  # aligned and unaligned sizes specialise differently
+
+
+class StandInDriver:
+    """Answers what triton's JIT asks the active driver before it compiles."""
+
+    def __init__(self, arch: int):
+        from triton.backends.compiler import GPUTarget
+        self.arch = arch
+        self.target = GPUTarget('cuda', arch, 32)
+
+    def get_current_target(self):
+        return self.target
+
+    def get_current_device(self):
+        return self.arch  # one kernel cache per target
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def get_active_torch_device(self):
+        import torch
+        return torch.device('cpu')
+
+    def get_device_interface(self):
+        import torch
+        return torch.cuda
+
+    def is_active(self):
+        return True
+
+
+def loss_cases():
+    """(description, loss module, pred, target, weight, reduction) of every
+    argument layout the losses accept."""
+    import torch
+
+    from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
+                                  SigmoidFocalLoss)
+
+    for dtype_name, (n, c) in itertools.product(DTYPES, SHAPES):
+        dtype = getattr(torch, dtype_name)
+        pred = torch.randn(n, c).to(dtype)
+        labels = torch.randint(0, c + 1, (n, ))
+        one_hot = (labels[:, None] == torch.arange(c)).float()
+        targets = {'index': labels, 'dense': one_hot}
+        weights = {'no': None, 'row': torch.ones(n), 'dense': torch.ones(n, c)}
+        losses = {
+            'GHMCLoss': lambda: GHMCLoss(impl='triton'),
+            'SigmoidFocalLoss': lambda: SigmoidFocalLoss(impl='triton'),
+            'SigmoidFocalLoss(alpha=None)':
+            lambda: SigmoidFocalLoss(alpha=None, impl='triton'),
+            'ClassBalancedFocalLoss':
+            lambda: ClassBalancedFocalLoss(class_counts=[5] * c, impl='triton'),
+        }
+        for (name, build), (layout, target), (wmode, weight), reduction in itertools.product(
+                losses.items(), targets.items(), weights.items(), ('mean', 'none')):
+            yield (f'{name} {dtype_name} {n}x{c} {layout} target, {wmode} weight, '
+                   f'{reduction}', build(), pred, target, weight, reduction)
+        deltas = torch.randn(n, 4).to(dtype)
+        reg_weights = {'no': None, 'row': torch.ones(n), 'dense': torch.ones(n, 4)}
+        for (wmode, weight), reduction in itertools.product(reg_weights.items(),
+                                                            ('mean', 'none')):
+            yield (f'GHMRLoss {dtype_name} {n}x4 {wmode} weight, {reduction}',
+                   GHMRLoss(impl='triton'), deltas, torch.randn(n, 4).to(dtype), weight,
+                   reduction)
+
+
+def compile_for(arch: int):
+    """Runs every case, compiling each launch for sm_``arch``; returns
+    {kernel: [specialisation, ...]} and the failing cases."""
+    import torch
+    from triton.runtime.driver import driver
+
+    from mmdet_ghm.ops import dispatch
+
+    compiled = defaultdict(set)
+    failures = []
+    dispatch.is_gpu_tensor = lambda tensor: True  # present the CPU tensors as CUDA
+
+    def compile_launch(kernel, grid, args, kwargs):
+        name = kernel.fn.__name__
+        binary = kernel.run(*args, grid=grid, warmup=True, **kwargs)
+        if not binary.asm.get('cubin') or f'.target sm_{arch}' not in binary.asm['ptx']:
+            raise RuntimeError(f'{name}: no sm_{arch} cubin produced')
+        compiled[name].add(' '.join(
+            [str(a.dtype) if isinstance(a, torch.Tensor) else type(a).__name__
+             for a in args] + [f'{k}={v}' for k, v in sorted(kwargs.items())]))
+        for arg in args:  # defined values for the code after the launch
+            if isinstance(arg, torch.Tensor) and not arg.is_floating_point():
+                arg.zero_()
+
+    driver.set_active(StandInDriver(arch))
+    with dispatch.intercept_launches(compile_launch):
+        for case, loss, pred, target, weight, reduction in loss_cases():
+            pred = pred.clone().requires_grad_()
+            try:
+                out = loss(pred, target, weight, reduction_override=reduction)
+                out.backward(torch.ones_like(out))
+            except Exception as error:  # report every failing case
+                failures.append((arch, case, f'{type(error).__name__}: {error}'))
+                if os.environ.get('COMPILE_KERNELS_TRACEBACK'):
+                    traceback.print_exc()
+    return {name: sorted(specs) for name, specs in compiled.items()}, failures
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--arch', type=int, nargs='+', default=[80, 90],
+                        help='CUDA compute capabilities to compile for (80 = A100, '
+                        '90 = H100)')
+    parser.add_argument('--json', help='also write the result to this file')
+    args = parser.parse_args(argv)
+    if os.environ.get('TRITON_INTERPRET') == '1':
+        sys.exit('compile_kernels.py compiles for GPUs; unset TRITON_INTERPRET.')
+
+    import triton
+
+    from mmdet_ghm import ops
+
+    result = dict(triton=triton.__version__, archs=args.arch)
+    reason = ops.kernel_support()
+    start = time.perf_counter()
+    if reason is not None:
+        result.update(status='twin', reason=reason)
+        print(f'triton {triton.__version__}: the losses run their PyTorch twin '
+              f'({reason}).')
+    else:
+        # one process per target: compiling is CPU bound
+        with ProcessPoolExecutor(min(len(args.arch), os.cpu_count() or 1)) as pool:
+            per_arch = dict(zip(args.arch, pool.map(compile_for, args.arch)))
+        compiled = {arch: kernels for arch, (kernels, _) in per_arch.items()}
+        failures = [f for _, arch_failures in per_arch.values() for f in arch_failures]
+        result.update(
+            status='failed' if failures else 'compiled',
+            kernels={f'sm_{arch}': {k: len(v) for k, v in sorted(per.items())}
+                     for arch, per in compiled.items()},
+            specialisations={f'sm_{arch}': per for arch, per in compiled.items()},
+            failures=failures)
+        for arch, per in compiled.items():
+            for kernel, specs in sorted(per.items()):
+                print(f'triton {triton.__version__} sm_{arch}: {kernel}: '
+                      f'{len(specs)} specialisations compiled to cubin')
+        for arch, case, error in failures:
+            print(f'FAILED sm_{arch} {case}: {error}')
+    result['seconds'] = round(time.perf_counter() - start, 1)
+    print(f"triton {triton.__version__}: {result['status']} in {result['seconds']} s")
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=1)
+    return 1 if result['status'] == 'failed' else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
