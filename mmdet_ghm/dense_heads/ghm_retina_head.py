@@ -12,6 +12,17 @@ from torch import Tensor
 LOSS_SCOPES = ('batch', 'level')
 
 
+def with_use_sigmoid(loss_cls: dict) -> dict:
+    """``loss_cls`` with the ``use_sigmoid`` that our losses imply, where the
+    config does not say: AnchorHead reads it before it builds the loss to size
+    its classifier (C or C + 1 scores per anchor)."""
+    loss_type = loss_cls.get('type')
+    loss_class = MODELS.get(loss_type) if isinstance(loss_type, str) else loss_type
+    if 'use_sigmoid' in loss_cls or not hasattr(loss_class, 'config_uses_sigmoid'):
+        return loss_cls
+    return dict(loss_cls, use_sigmoid=loss_class.config_uses_sigmoid(loss_cls))
+
+
 @MODELS.register_module()
 class GHMRetinaHead(RetinaHead):
     """RetinaHead with ``loss_scope='batch'``: one loss call per iteration.
@@ -25,6 +36,10 @@ class GHMRetinaHead(RetinaHead):
     calls (to reproduce mmdet's numbers). For stateless losses (focal) both
     scopes give the same total loss.
 
+    Our losses need no ``use_sigmoid`` in the ``loss_cls`` config: the head sets
+    what the loss implies (True, or False for ``ClassBalancedFocalLoss`` with
+    ``loss_type='softmax'``) before it sizes its classifier.
+
     Args:
         loss_scope (str): 'batch' or 'level'.
         *args, **kwargs: as :class:`mmdet.models.dense_heads.RetinaHead`.
@@ -34,11 +49,13 @@ class GHMRetinaHead(RetinaHead):
         if loss_scope not in LOSS_SCOPES:
             raise ValueError(f'GHMRetinaHead: loss_scope must be one of {LOSS_SCOPES}, '
                              f'got {loss_scope!r}.')
+        if 'loss_cls' in kwargs:
+            kwargs['loss_cls'] = with_use_sigmoid(kwargs['loss_cls'])
         super().__init__(*args, **kwargs)
         self.loss_scope = loss_scope
         # AnchorHead sizes its classifier from the config's use_sigmoid (default
-        # False), not from the loss: a sigmoid loss without it would get C + 1
-        # scores and take the background label for a class.
+        # False), not from the loss: a foreign sigmoid loss without it would get
+        # C + 1 scores and take the background label for a class.
         if getattr(self.loss_cls, 'use_sigmoid', False) and not self.use_sigmoid_cls:
             raise ValueError(
                 f'GHMRetinaHead: loss_cls {type(self.loss_cls).__name__} is a sigmoid '

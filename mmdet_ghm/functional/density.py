@@ -48,7 +48,9 @@ def bin_counts(idx: Tensor, bins: int, weights: Optional[Tensor] = None) -> Tens
     if weights is not None:
         weights = weights.reshape(-1)
     if flat.device.type == 'cpu':
-        return torch.bincount(flat, weights, minlength=bins + 1)[:bins]
+        sums = torch.bincount(flat, weights, minlength=bins + 1)[:bins]
+        # bincount of no elements is int64 even with float weights
+        return sums if weights is None else sums.to(weights.dtype)
     if weights is None:
         weights = torch.ones(1, dtype=torch.int64, device=flat.device).expand_as(flat)
     sums = torch.zeros(bins + 1, dtype=weights.dtype, device=flat.device)

@@ -96,6 +96,12 @@ class ClassBalancedFocalLoss(nn.Module):
         if class_counts is not None:
             self.set_class_counts(class_counts)
 
+    @staticmethod
+    def config_uses_sigmoid(cfg: dict) -> bool:
+        """The head's ``use_sigmoid`` for a config of this loss: False only for
+        ``loss_type='softmax'``."""
+        return cfg.get('loss_type', 'focal') != 'softmax'
+
     def set_class_counts(self, class_counts: Sequence[int], device=None) -> None:
         """Sets the counts and the class weights (a buffer, saved in checkpoints),
         on ``device`` or, by default, where the current weights are."""
@@ -145,7 +151,8 @@ class ClassBalancedFocalLoss(nn.Module):
             loss = self._softmax_loss(name, pred, target, weight)
             if reduction != 'none':
                 loss = normalise(loss.sum(), reduction,
-                                 mean_denominator(avg_factor, loss.numel()))
+                                 mean_denominator(name, reduction, avg_factor,
+                                                  loss.numel()))
         else:
             if pred.dim() == 2:
                 check_num_classes(name, 'class_counts', self.class_weight, pred.shape[1])

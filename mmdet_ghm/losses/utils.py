@@ -40,9 +40,13 @@ def normalise(total: Tensor, reduction: str, denominator) -> Tensor:
     return total / denominator if reduction == 'mean' else total
 
 
-def mean_denominator(avg_factor, numel: int):
+def mean_denominator(loss_name: str, reduction: str, avg_factor, numel: int):
     """mmdet's 'mean': over ``avg_factor`` (+ eps, as ``weight_reduce_loss``) when
-    given, else over the number of elements (at least 1, so empty input gives 0)."""
+    given, else over the number of elements (at least 1, so empty input gives 0).
+    Like ``weight_reduce_loss``, ``avg_factor`` with 'sum' is an error."""
+    if avg_factor is not None and reduction == 'sum':
+        raise ValueError(f"{loss_name}: avg_factor can not be used with reduction='sum' "
+                         "(it divides a 'mean'); drop avg_factor or use 'mean'.")
     if avg_factor is None:
         return max(numel, 1)
     return avg_factor + torch.finfo(torch.float32).eps

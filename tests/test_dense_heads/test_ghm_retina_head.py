@@ -116,8 +116,31 @@ def test_batch_scope_gradients_flow_to_every_level():
     assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in cls_scores)
 
 
-def test_sigmoid_loss_without_use_sigmoid_in_config_is_an_error():
-    losses = dict(GHM_LOSSES, loss_cls=dict(type='GHMCLoss'))
+@pytest.mark.parametrize('loss_cls, sigmoid', [
+    (dict(type='GHMCLoss', bins=30, momentum=0.75, loss_weight=1.0), True),
+    (dict(type='SigmoidFocalLoss'), True),
+    (dict(type='ClassBalancedFocalLoss', class_counts=[4, 3, 2, 1]), True),
+    (dict(type='ClassBalancedFocalLoss', class_counts=[4, 3, 2, 1],
+          loss_type='sigmoid'), True),
+    (dict(type='ClassBalancedFocalLoss', class_counts=[4, 3, 2, 1],
+          loss_type='softmax'), False),
+])
+def test_our_losses_need_no_use_sigmoid_in_config(loss_cls, sigmoid):
+    head = MODELS.build(head_cfg('GHMRetinaHead', dict(GHM_LOSSES, loss_cls=loss_cls)))
+    assert head.use_sigmoid_cls == sigmoid
+    assert head.cls_out_channels == NUM_CLASSES + (0 if sigmoid else 1)
+    assert head.retina_cls.out_channels == 9 * head.cls_out_channels
+    cls_scores, bbox_preds, gts, metas = batch(0)
+    if not sigmoid:  # C + 1 scores per anchor
+        cls_scores = [torch.randn(2, 9 * (NUM_CLASSES + 1), *s.shape[-2:])
+                      for s in cls_scores]
+    losses = head.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+    assert torch.isfinite(losses['loss_cls'])
+
+
+def test_foreign_sigmoid_loss_without_use_sigmoid_in_config_is_an_error():
+    # mmdet's FocalLoss is sigmoid-only too, but does not tell the head
+    losses = dict(GHM_LOSSES, loss_cls=dict(type='FocalLoss'))
     with pytest.raises(ValueError, match='does not say use_sigmoid=True'):
         MODELS.build(head_cfg('GHMRetinaHead', losses))
 

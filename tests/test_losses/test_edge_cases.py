@@ -17,7 +17,7 @@ CLS_LOSSES = [
 def _run(loss_fn, pred, *args, **kwargs):
     pred = pred.clone().requires_grad_()
     loss = loss_fn(pred, *args, **kwargs)
-    loss.backward()
+    loss.backward(torch.ones_like(loss))
     return loss.detach(), pred.grad
 
 
@@ -82,3 +82,73 @@ def test_momentum_zero_mean_weight_is_one():
     assert torch.equal(w[~valid], torch.zeros_like(w[~valid]))
     # sum over valid elements = sum over non-empty bins of count * tot / count / n
     torch.testing.assert_close(w[valid].mean(), torch.tensor(1.0))
+
+
+EMPTY_LOSSES = {
+    'GHMCLoss': lambda impl: GHMCLoss(impl=impl),
+    'SigmoidFocalLoss': lambda impl: SigmoidFocalLoss(impl=impl),
+    'ClassBalancedFocalLoss': lambda impl: ClassBalancedFocalLoss(
+        class_counts=[50, 20, 5, 1, 8], impl=impl),
+}
+
+
+@pytest.mark.parametrize('name', EMPTY_LOSSES)
+@pytest.mark.parametrize('impl', ['torch', 'triton'])
+@pytest.mark.parametrize('targets', ['index', 'dense'])
+@pytest.mark.parametrize('weight', [None, 'row', 'dense'])
+@pytest.mark.parametrize('reduction', ['mean', 'sum', 'none'])
+def test_empty_classification_batch(name, impl, targets, weight, reduction):
+    # N = 0 anchors (an empty FPN level or an image without anchors)
+    pred = torch.rand(0, 5)
+    target = torch.randint(0, 6, (0, )) if targets == 'index' else torch.rand(0, 5)
+    weight = {None: None, 'row': torch.ones(0), 'dense': torch.ones(0, 5)}[weight]
+    loss, grad = _run(EMPTY_LOSSES[name](impl), pred, target, weight,
+                      reduction_override=reduction)
+    assert loss.shape == ((0, 5) if reduction == 'none' else ())
+    if reduction != 'none':
+        assert loss.dtype == torch.float32 and loss.item() == 0
+    assert grad.shape == (0, 5)
+
+
+@pytest.mark.parametrize('impl', ['torch', 'triton'])
+@pytest.mark.parametrize('weight', [None, 'row', 'dense'])
+@pytest.mark.parametrize('reduction', ['mean', 'sum'])
+def test_empty_regression_batch(impl, weight, reduction):
+    pred, target = torch.rand(0, 4), torch.rand(0, 4)
+    weight = {None: None, 'row': torch.ones(0), 'dense': torch.ones(0, 4)}[weight]
+    loss, grad = _run(GHMRLoss(impl=impl), pred, target, weight,
+                      reduction_override=reduction)
+    assert loss.item() == 0 and grad.shape == (0, 4)
+
+
+@pytest.mark.parametrize('make_loss', [
+    lambda: SigmoidFocalLoss(),
+    lambda: ClassBalancedFocalLoss(class_counts=[50, 20, 5, 1, 8, 9, 10]),
+    lambda: ClassBalancedFocalLoss(class_counts=[50, 20, 5, 1, 8, 9, 10],
+                                   loss_type='sigmoid'),
+])
+def test_avg_factor_with_sum_raises_as_in_mmdet(make_loss):
+    pred, labels, weight = make_cls_inputs()
+    with pytest.raises(ValueError, match="avg_factor can not be used with reduction='sum'"):
+        make_loss()(pred, labels, weight, avg_factor=10.0, reduction_override='sum')
+    # 'none' ignores it, as mmdet's weight_reduce_loss does
+    make_loss()(pred, labels, weight, avg_factor=10.0, reduction_override='none')
+
+
+def test_avg_factor_with_sum_raises_for_softmax_class_balanced():
+    pred, labels, weight = make_cls_inputs(num_classes=8)
+    loss = ClassBalancedFocalLoss(class_counts=[50, 20, 5, 1, 8, 9, 10],
+                                  loss_type='softmax')
+    with pytest.raises(ValueError, match='avg_factor can not be used'):
+        loss(pred, labels.clamp(max=7), weight, avg_factor=10.0, reduction_override='sum')
+
+
+@pytest.mark.parametrize('make_loss, make_inputs', [
+    (lambda: GHMCLoss(momentum=0.0), make_cls_inputs),
+    (lambda: GHMRLoss(momentum=0.0), make_reg_inputs)])
+def test_ghm_losses_ignore_avg_factor(make_loss, make_inputs):
+    # GHM normalises by tot, the number of valid elements, whatever the reduction
+    inputs = make_inputs()
+    plain = make_loss()(*inputs, reduction_override='sum')
+    with_avg = make_loss()(*inputs, avg_factor=10.0, reduction_override='sum')
+    assert torch.equal(plain, with_avg)
