@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .ghmc import label_columns
+
 
 def focal_modulator(logits: Tensor, targets: Tensor, gamma: float,
                     binary_targets: bool = False) -> Tensor:
@@ -72,3 +74,104 @@ def sigmoid_focal_loss(logits: Tensor,
     if class_weight is not None:
         loss = loss * class_weight
     return loss
+
+
+def _column_coefficients(alpha, class_weight, pos_weight, dtype):
+    """Constant factors of the y = 0 and the y = 1 term of each column: scalars
+    or (C,) tensors (``(1 - alpha) * w_c`` and ``alpha * w_c * pw_c``)."""
+    neg, pos = (1.0, 1.0) if alpha is None else (1 - alpha, alpha)
+    if class_weight is not None:
+        neg, pos = neg * class_weight, pos * class_weight
+    if pos_weight is not None:
+        pos = pos * pos_weight
+    return tuple(c.to(dtype) if isinstance(c, Tensor) else c for c in (neg, pos))
+
+
+def _at(coef, col):
+    """A column coefficient at each row's label column (N, 1)."""
+    return coef[col] if isinstance(coef, Tensor) else coef
+
+
+class IndexLabelFocal(torch.autograd.Function):
+    """Focal loss of index labels with its gradient computed in the forward.
+
+    Every element is first taken as a negative (``p^gamma * softplus(x)``, from
+    one softplus and one exp); the one label column of each positive row is then
+    fixed on N gathered values. The gradient shares those intermediates and is
+    the only N x C tensor kept for the backward. Arguments as
+    :func:`sigmoid_focal_index_loss`.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, labels, weight, gamma, alpha, class_weight, pos_weight,
+                reduce: bool):
+        x = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        neg_coef, pos_coef = _column_coefficients(alpha, class_weight, pos_weight, x.dtype)
+        col, pos = label_columns(labels, x.shape[1])
+        row_weight = weight if weight is not None and weight.shape[1] == 1 else None
+        sp = F.softplus(x)  # BCE of y = 0; softplus(-x) = sp - x is BCE of y = 1
+        log_p = x - sp
+        # the label column of each positive row: alpha * (1 - p)^gamma * (sp - x)
+        x_col, sp_col = x.gather(1, col), sp.gather(1, col)
+        mod_col = torch.exp(-gamma * sp_col)
+        w_col = (1.0 if weight is None else
+                 weight if row_weight is not None else weight.gather(1, col))
+        pos_coef_col = _at(pos_coef, col) * w_col
+        mod = log_p.mul_(gamma).exp_()  # p^gamma = (1 - p_t)^gamma of y = 0
+        if ctx.needs_input_grad[0]:
+            # d(p^gamma * sp)/dx = p^gamma * (gamma * (1 - p) * sp + p), with 1 - p
+            # as exp(-sp), exact where p is close to 1 (1 - sigmoid(x) is not)
+            one_minus_p = torch.neg(sp).exp_()
+            p = torch.rsub(one_minus_p, 1)
+            grad = torch.add(p, one_minus_p.mul_(sp), alpha=gamma, out=one_minus_p)
+            grad.mul_(mod).mul_(neg_coef)
+            if weight is not None:
+                grad.mul_(weight)
+            p_col = torch.sigmoid(x_col)
+            del p
+            pos_grad = mod_col * (-gamma * p_col * (sp_col - x_col) - (1 - p_col))
+            grad.scatter_(1, col, torch.where(pos, pos_grad * pos_coef_col,
+                                              grad.gather(1, col)))
+            ctx.save_for_backward(grad)
+            ctx.logits_dtype = logits.dtype
+        loss = mod.mul_(sp)
+        del sp
+        pos_loss = mod_col * (sp_col - x_col) * pos_coef_col
+        if weight is not None and row_weight is None:
+            loss.mul_(weight)
+        if reduce:
+            per_row = (loss @ neg_coef if isinstance(neg_coef, Tensor)
+                       else loss.sum(1) * neg_coef)
+            neg_col = loss.gather(1, col) * _at(neg_coef, col)
+            if row_weight is not None:
+                per_row, neg_col = per_row * row_weight[:, 0], neg_col * row_weight
+            return per_row.sum() + torch.where(pos, pos_loss - neg_col, 0.0).sum()
+        loss.mul_(neg_coef)
+        if row_weight is not None:
+            loss.mul_(row_weight)
+        return loss.scatter_(1, col, torch.where(pos, pos_loss, loss.gather(1, col)))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad, = ctx.saved_tensors
+        return (grad * grad_out).to(ctx.logits_dtype), None, None, None, None, None, None, None
+
+
+def sigmoid_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[Tensor],
+                             gamma: float = 2.0, alpha=0.25,
+                             class_weight: Optional[Tensor] = None,
+                             pos_weight: Optional[Tensor] = None,
+                             reduce: bool = True) -> Tensor:
+    """:func:`sigmoid_focal_loss` of index labels, times the label weights,
+    summed or elementwise, with a hand-written backward.
+
+    Args:
+        logits (Tensor): (N, C) logits, any float dtype (gradient in that dtype).
+        labels (Tensor): (N,) int64 labels in [0, C], C = background.
+        weight (Tensor, optional): (N, 1) or (N, C) label weights of the
+            compute dtype (fp32, or fp64 for fp64 logits).
+        gamma, alpha, class_weight, pos_weight: as :func:`sigmoid_focal_loss`.
+        reduce (bool): Return the sum instead of the (N, C) losses.
+    """
+    return IndexLabelFocal.apply(logits, labels, weight, gamma, alpha, class_weight,
+                                 pos_weight, reduce)

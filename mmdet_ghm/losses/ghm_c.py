@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from .. import ops
 from ..functional import bin_counts, ghmc_bins, ghmc_weighted_bce
 from .gradient_density import GradientDensity
-from .utils import (check_classification_inputs, check_reduction, compute_dtype,
+from .utils import (broadcast_weight, check_classification_inputs, check_reduction, compute_dtype,
                     normalise, resolve_reduction)
 
 
@@ -91,9 +91,7 @@ class GHMCLoss(nn.Module):
         bins = self.density.bins
         dtype = compute_dtype(pred)
         twin_target = target.to(dtype) if target.dim() == 2 else target
-        twin_weight = None if weight is None else weight.to(dtype)
-        if twin_weight is not None and twin_weight.dim() == 1:
-            twin_weight = twin_weight.unsqueeze(1)  # (N, 1), broadcast over the classes
+        twin_weight = broadcast_weight(weight, dtype)
         twin_binned = []  # the twin's (sigmoid, bins) of pred, once it has run
 
         def twin_bins(logits):

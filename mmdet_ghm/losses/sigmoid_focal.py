@@ -6,10 +6,10 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from .. import ops
-from ..functional import sigmoid_focal_loss
-from .utils import (check_classification_inputs, check_reduction,
-                    dense_classification_inputs, mean_denominator, normalise,
-                    resolve_reduction)
+from ..functional import sigmoid_focal_index_loss, sigmoid_focal_loss
+from .utils import (broadcast_weight, check_classification_inputs, check_reduction,
+                    compute_dtype, dense_classification_inputs, mean_denominator,
+                    normalise, resolve_reduction)
 
 
 def per_class_tensor(loss_name: str, name: str, value, allow_scalar: bool = False):
@@ -45,9 +45,13 @@ def focal_loss(loss_name: str, impl: str, pred: Tensor, target: Tensor, weight,
     reduce = reduction != 'none'
 
     def twin(logits=pred):
+        if target.dim() == 1:
+            return sigmoid_focal_index_loss(
+                logits, target, broadcast_weight(weight, compute_dtype(logits)), gamma,
+                alpha, class_weight, pos_weight, reduce)
         x, y, label_weight = dense_classification_inputs(logits, target, weight)
-        loss = sigmoid_focal_loss(x, y, gamma, alpha, class_weight, pos_weight,
-                                  binary_targets=target.dim() == 1) * label_weight
+        loss = sigmoid_focal_loss(x, y, gamma, alpha, class_weight,
+                                  pos_weight) * label_weight
         return loss.sum() if reduce else loss
 
     loss = ops.kernel_or_twin(loss_name, impl, pred, lambda fallback: (

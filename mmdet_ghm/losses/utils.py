@@ -148,6 +148,15 @@ def check_weight(loss_name: str, weight: Tensor, shape: Tuple[int, ...]) -> Tens
     return expanded
 
 
+def broadcast_weight(weight: Optional[Tensor], dtype: torch.dtype) -> Optional[Tensor]:
+    """(N,) or (N, C) label weights as (N, 1) or (N, C) in ``dtype``, for the
+    twins' broadcasting over the classes."""
+    if weight is None:
+        return None
+    weight = weight.to(dtype)
+    return weight.unsqueeze(1) if weight.dim() == 1 else weight
+
+
 def dense_classification_inputs(pred: Tensor, target: Tensor,
                                 weight: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
     """Checked arguments (see :func:`check_classification_inputs`) to dense form.
