@@ -7,6 +7,15 @@ ratios ours / mmdet and ours / BCE; ``--json PATH`` also writes them.
 
     python tools/benchmark_losses.py                 # CPU here: a few minutes
     python tools/benchmark_losses.py --device cuda   # adds achieved bandwidth
+    python tools/benchmark_losses.py --e2e           # the head's loss step, a toy iteration
+
+``--e2e`` times, in one process on the same inputs after a warm-up, (1) the
+loss step of RetinaNet's head at COCO scale (``loss_by_feat``: anchors,
+targets, both losses, forward and backward; 80 classes, 2 images of
+800 x 1216, five FPN levels of random features) for ``GHMRetinaHead`` with our
+GHM losses against mmdet's ``RetinaHead`` with mmdet's ``GHMC``/``GHMR``, and
+(2) one whole training step of the toy GHM RetinaNet (8 images of 160 px)
+against the same model with mmdet's head and losses.
 """
 import argparse
 import json
@@ -25,6 +34,7 @@ NUM_CLASSES = 80
 # anchors of a 2-image 800x1333 batch: 9 anchors at strides 8..128
 SIZES = {
     'small': 2_000,
+    'medium': 100_000,
     'fpn_level_p4': 2 * 50 * 84 * 9,
     'whole_batch': 2 * 9 * (100 * 167 + 50 * 84 + 25 * 42 + 13 * 21 + 7 * 11),
 }
@@ -102,6 +112,125 @@ def fused_bytes(inp, group):
     return passes * per_pass + logits.numel() * logits.element_size()
 
 
+def median_seconds(step, repeat):
+    """Median wall time of ``step()`` after one warm-up call."""
+    step()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def retinanet_config(path='retinanet/retinanet_r50_fpn_1x_coco.py'):
+    import os.path as osp
+
+    import mmdet
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', path))
+
+
+E2E_HEADS = {
+    'GHMRetinaHead + GHMCLoss/GHMRLoss (ours)': dict(
+        type='GHMRetinaHead', loss_cls=dict(type='GHMCLoss', bins=30, momentum=0.75),
+        loss_bbox=dict(type='GHMRLoss', mu=0.02, bins=10, momentum=0.7, loss_weight=10.0)),
+    'RetinaHead + GHMC/GHMR (mmdet)': dict(
+        type='RetinaHead', loss_cls=dict(type='GHMC', bins=30, momentum=0.75,
+                                         use_sigmoid=True, loss_weight=1.0),
+        loss_bbox=dict(type='GHMR', mu=0.02, bins=10, momentum=0.7, loss_weight=10.0)),
+}
+
+
+def random_gts(num_images, height, width, num_classes, per_image, seed=0):
+    from mmengine.structures import InstanceData
+    gen = torch.Generator().manual_seed(seed)
+    gts = []
+    for _ in range(num_images):
+        xy = torch.rand(per_image, 2, generator=gen) * torch.tensor([width, height]) * 0.7
+        wh = 8 + torch.rand(per_image, 2, generator=gen) * torch.tensor([width, height]) * 0.3
+        gts.append(InstanceData(bboxes=torch.cat([xy, xy + wh], 1),
+                                labels=torch.randint(0, num_classes, (per_image, ),
+                                                     generator=gen)))
+    return gts
+
+
+def e2e_head(repeat):
+    """Seconds of the head's loss step, forward and backward, per head."""
+    from mmdet.registry import MODELS
+    cfg = retinanet_config()
+    height, width, num_classes = 800, 1216, cfg.model.bbox_head.num_classes
+    gen = torch.Generator().manual_seed(0)
+    sizes = [(-(-height // s), -(-width // s)) for s in (8, 16, 32, 64, 128)]
+    cls_scores = [torch.randn(2, 9 * num_classes, h, w, generator=gen) - 4 for h, w in sizes]
+    bbox_preds = [torch.randn(2, 36, h, w, generator=gen) * 0.1 for h, w in sizes]
+    gts = random_gts(2, height, width, num_classes, per_image=7)
+    metas = [dict(img_shape=(height, width), pad_shape=(height, width),
+                  batch_input_shape=(height, width))] * 2
+    times = {}
+    for name, losses in E2E_HEADS.items():
+        head = MODELS.build(dict(cfg.model.bbox_head, **losses,
+                                 train_cfg=cfg.model.train_cfg))
+        head.train()
+
+        def step():
+            maps = [[t.detach().requires_grad_() for t in ts]
+                    for ts in (cls_scores, bbox_preds)]
+            out = head.loss_by_feat(*maps, gts, metas)
+            sum(sum(v) if isinstance(v, list) else v for v in out.values()).backward()
+
+        times[name] = median_seconds(step, repeat)
+    return times
+
+
+def e2e_toy_iteration(repeat):
+    """Seconds of one toy training step (data preprocessing, forward, backward,
+    optimizer step), our GHM head and losses against mmdet's."""
+    import os.path as osp
+
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    size, batch = 160, 8
+    gen = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (3, size, size), generator=gen, dtype=torch.uint8)
+              for _ in range(batch)]
+    samples = []
+    for gt in random_gts(batch, size, size, 5, per_image=4):
+        sample = DetDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
+                                             scale_factor=(1.0, 1.0)))
+        sample.gt_instances = gt
+        samples.append(sample)
+    times = {}
+    for name, config in (('toy GHM RetinaNet (ours)', 'ghm_retinanet_toy.py'),
+                         ('toy GHM RetinaNet (mmdet)', 'mmdet_ghm_retinanet_toy.py')):
+        cfg = Config.fromfile(osp.join(root, 'configs', 'toy', config))
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        model.train()
+        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        data = dict(inputs=images, data_samples=samples)
+        times[name] = median_seconds(lambda: model.train_step(data, optim_wrapper), repeat)
+    return times
+
+
+def e2e(repeat):
+    rows = []
+    for what, timed in (('head loss step, COCO scale', e2e_head),
+                        ('toy training step', e2e_toy_iteration)):
+        times = timed(repeat)
+        ours, mmdet = times.values()
+        print(f'\n{what}')
+        for name, seconds in times.items():
+            print(f'{name:<44}{seconds * 1e3:>10.0f} ms')
+        print(f'{"ours / mmdet":<44}{ours / mmdet:>10.3f}')
+        rows.append(dict(what=what, times_ms={k: v * 1e3 for k, v in times.items()},
+                         ratio=ours / mmdet))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -110,8 +239,17 @@ def main():
     parser.add_argument('--repeat', type=int, default=5,
                         help='timed runs per case (mmdet GHMC at whole_batch: 3)')
     parser.add_argument('--json', help='also write the results to this file')
+    parser.add_argument('--e2e', action='store_true',
+                        help='time the head loss step and a toy training step instead')
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.e2e:
+        import mmdet_ghm  # noqa: F401  (registers GHMRetinaHead)
+        rows = e2e(args.repeat)
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump(dict(meta=meta(device, args.impl), e2e=rows), f, indent=2)
+        return
 
     results = []
     for size in args.sizes:
@@ -137,12 +275,15 @@ def main():
         print_table(size, [r for r in results if r['size'] == size])
 
     if args.json:
-        meta = dict(device=str(device), impl=args.impl, torch=torch.__version__,
-                    machine=platform.processor() or platform.machine(),
-                    threads=torch.get_num_threads(),
-                    gpu=torch.cuda.get_device_name() if device.type == 'cuda' else None)
         with open(args.json, 'w') as f:
-            json.dump(dict(meta=meta, results=results), f, indent=2)
+            json.dump(dict(meta=meta(device, args.impl), results=results), f, indent=2)
+
+
+def meta(device, impl):
+    return dict(device=str(device), impl=impl, torch=torch.__version__,
+                machine=platform.processor() or platform.machine(),
+                threads=torch.get_num_threads(),
+                gpu=torch.cuda.get_device_name() if device.type == 'cuda' else None)
 
 
 def print_table(size, rows):

@@ -117,12 +117,12 @@ class IndexLabelFocal(torch.autograd.Function):
         w_col = (1.0 if weight is None else
                  weight if row_weight is not None else weight.gather(1, col))
         pos_coef_col = _at(pos_coef, col) * w_col
+        # p and 1 - p each from its own exp: either is exact only where it is small
+        p = torch.exp(log_p) if ctx.needs_input_grad[0] else None
         mod = log_p.mul_(gamma).exp_()  # p^gamma = (1 - p_t)^gamma of y = 0
-        if ctx.needs_input_grad[0]:
-            # d(p^gamma * sp)/dx = p^gamma * (gamma * (1 - p) * sp + p), with 1 - p
-            # as exp(-sp), exact where p is close to 1 (1 - sigmoid(x) is not)
+        if p is not None:
+            # d(p^gamma * sp)/dx = p^gamma * (gamma * (1 - p) * sp + p)
             one_minus_p = torch.neg(sp).exp_()
-            p = torch.rsub(one_minus_p, 1)
             grad = torch.add(p, one_minus_p.mul_(sp), alpha=gamma, out=one_minus_p)
             grad.mul_(mod).mul_(neg_coef)
             if weight is not None:

@@ -73,7 +73,8 @@ class GHMCLoss(nn.Module):
             pred (Tensor): (N, C) logits, fp32, fp16, bf16 (or fp64).
             target (Tensor): (N,) int64 labels in [0, C], C = background, or
                 (N, C) float one-hot / soft targets.
-            weight (Tensor, optional): (N,) or (N, C) label weights; elements
+            weight (Tensor, optional): (N,), (N, C) or flattened (N * C,) label
+                weights, as mmdet's sigmoid losses take them; elements
                 with weight 0 are ignored (no loss, not in the histogram), the
                 others' loss is multiplied by their weight.
             avg_factor (float, optional): Accepted for mmdet's call contract
@@ -86,7 +87,7 @@ class GHMCLoss(nn.Module):
             elements ignored it is 0.
         """
         reduction = resolve_reduction('GHMCLoss', self.reduction, reduction_override)
-        check_classification_inputs('GHMCLoss', pred, target, weight)
+        weight = check_classification_inputs('GHMCLoss', pred, target, weight)
         reduce = reduction != 'none'
         bins = self.density.bins
         dtype = compute_dtype(pred)

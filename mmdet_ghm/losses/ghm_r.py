@@ -63,10 +63,12 @@ class GHMRLoss(nn.Module):
         """Compute the loss.
 
         Args:
-            pred (Tensor): (N, 4) or (N, 4k) box deltas, any float dtype.
+            pred (Tensor): (N, 4) or (N, 4k) box deltas, any float dtype, or
+                any (..., k) shape (FreeAnchor passes (gts, bag, 4)).
             target (Tensor): Regression targets of pred's shape.
-            weight (Tensor, optional): Weights of pred's shape or (N,); 0 means
-                ignored (e.g. the box weights of negative anchors).
+            weight (Tensor, optional): Weights of pred's shape or of its shape
+                without the last dimension; 0 means ignored (e.g. the box
+                weights of negative anchors).
             avg_factor (float, optional): Accepted for mmdet's call contract
                 and not used: GHM-R normalises by ``tot``.
             reduction_override (str, optional): 'none', 'mean' or 'sum'.
@@ -80,14 +82,20 @@ class GHMRLoss(nn.Module):
             raise ValueError(
                 f'GHMRLoss: `pred` must be float and `target` of the same shape; got '
                 f'pred {tuple(pred.shape)} {pred.dtype}, target {tuple(target.shape)}.')
-        if pred.dim() != 2:
+        if pred.dim() < 2:
             raise ValueError(f'GHMRLoss: `pred` must be (N, 4) or (N, 4k) deltas, got '
                              f'shape {tuple(pred.shape)}.')
         check_finite('GHMRLoss', 'pred', pred)
         check_finite('GHMRLoss', 'target', target)
+        shape = pred.shape  # the elementwise loss is computed on (M, k)
+        pred, target = pred.reshape(-1, shape[-1]), target.reshape(-1, shape[-1])
         if weight is None:
             weight = pred.new_ones(()).expand(pred.shape)
         else:
+            if weight.shape == shape:
+                weight = weight.reshape(pred.shape)
+            elif weight.shape == shape[:-1]:
+                weight = weight.reshape(-1)
             weight = check_weight('GHMRLoss', weight, tuple(pred.shape))
         dtype = compute_dtype(pred)
         diff = pred.to(dtype) - target.to(dtype)
@@ -106,6 +114,5 @@ class GHMRLoss(nn.Module):
         density_weight, normaliser = ops.kernel_or_twin('GHMRLoss', self.impl, pred,
                                                         kernel, twin)
         loss = asl1_loss(diff, self.mu) * (density_weight * label_weight)
-        if reduction != 'none':
-            loss = loss.sum()
+        loss = loss.sum() if reduction != 'none' else loss.view(shape)
         return self.loss_weight * normalise(loss, reduction, normaliser)

@@ -38,7 +38,7 @@ def focal_loss(loss_name: str, impl: str, pred: Tensor, target: Tensor, weight,
                reduction: str, avg_factor, gamma: float, alpha=None,
                class_weight=None, pos_weight=None) -> Tensor:
     """Checked, dispatched and reduced focal loss of both focal modules."""
-    check_classification_inputs(loss_name, pred, target, weight)
+    weight = check_classification_inputs(loss_name, pred, target, weight)
     for arg, value in (('alpha', alpha), ('class_weight', class_weight),
                        ('pos_weight', pos_weight)):
         check_num_classes(loss_name, arg, value, pred.shape[1])
@@ -132,7 +132,8 @@ class SigmoidFocalLoss(nn.Module):
             pred (Tensor): (N, C) logits, any float dtype.
             target (Tensor): (N,) int64 labels in [0, C], C = background, or
                 (N, C) float one-hot / soft targets.
-            weight (Tensor, optional): (N,) or (N, C) label weights, 0 = ignored.
+            weight (Tensor, optional): (N,), (N, C) or flattened (N * C,) label
+                weights, 0 = ignored.
             avg_factor (float, optional): 'mean' divides the sum by it (mmdet's
                 heads pass the number of positives); without it 'mean' averages
                 over the N * C elements.

@@ -105,8 +105,17 @@ def expand_weight(loss_name: str, weight: Optional[Tensor],
                      f'or (N, C) = {tuple(shape)}, got {tuple(weight.shape)}.')
 
 
+def unflatten_weight(weight: Optional[Tensor], shape: Tuple[int, int]):
+    """(N * C,) weights, as some mmdet heads pass them (FSAF), to (N, C); the
+    contract of mmdet's own sigmoid losses. Other shapes are left to the checks."""
+    if (weight is not None and weight.dim() == 1 and shape[1] > 1
+            and weight.numel() == shape[0] * shape[1]):
+        return weight.view(shape)
+    return weight
+
+
 def check_classification_inputs(loss_name: str, pred: Tensor, target: Tensor,
-                                weight: Optional[Tensor]) -> None:
+                                weight: Optional[Tensor]) -> Optional[Tensor]:
     """Checks the arguments of a sigmoid classification loss.
 
     Args:
@@ -114,11 +123,21 @@ def check_classification_inputs(loss_name: str, pred: Tensor, target: Tensor,
         pred (Tensor): (N, C) logits, any float dtype.
         target (Tensor): (N,) integer labels in [0, C], C meaning background
             (what mmdet's heads pass), or (N, C) float one-hot / soft targets.
-        weight (Tensor, optional): (N,) or (N, C) label weights, 0 = ignored.
+        weight (Tensor, optional): (N,), (N, C) or flattened (N * C,) label
+            weights, 0 = ignored.
+
+    Returns:
+        Tensor | None: the weights as (N,) or (N, C).
     """
     if pred.dim() != 2 or not pred.is_floating_point():
         raise ValueError(f'{loss_name}: `pred` must be (N, C) float logits, got '
                          f'shape {tuple(pred.shape)} and dtype {pred.dtype}.')
+    if not isinstance(target, Tensor):
+        raise TypeError(
+            f'{loss_name}: `target` must be a tensor of (N,) labels or (N, C) targets, '
+            f'got a {type(target).__name__}. Heads that pass (labels, quality scores), '
+            'as GFL, TOOD and RTMDet do for QualityFocalLoss, need a quality-aware loss; '
+            f'{loss_name} is not one.')
     num_rows, num_classes = pred.shape
     check_finite(loss_name, 'pred', pred)
     if target.dim() == 1:
@@ -135,8 +154,10 @@ def check_classification_inputs(loss_name: str, pred: Tensor, target: Tensor,
             f'{loss_name}: `target` must be (N,) = ({num_rows},) index labels or '
             f'(N, C) = {tuple(pred.shape)} targets, got {tuple(target.shape)}; '
             'with use_sigmoid=True the head predicts C scores per anchor.')
+    weight = unflatten_weight(weight, tuple(pred.shape))
     if weight is not None:
         check_weight(loss_name, weight, (num_rows, num_classes))
+    return weight
 
 
 def check_weight(loss_name: str, weight: Tensor, shape: Tuple[int, ...]) -> Tensor:

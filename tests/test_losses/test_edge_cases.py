@@ -152,3 +152,31 @@ def test_ghm_losses_ignore_avg_factor(make_loss, make_inputs):
     plain = make_loss()(*inputs, reduction_override='sum')
     with_avg = make_loss()(*inputs, avg_factor=10.0, reduction_override='sum')
     assert torch.equal(plain, with_avg)
+
+
+@pytest.mark.parametrize('make_loss', CLS_LOSSES)
+def test_flattened_weights_as_mmdet_heads_pass_them(make_loss):
+    # FSAF passes (N * C,) label weights; mmdet's sigmoid losses view them as (N, C)
+    pred, labels, _ = make_cls_inputs()
+    weight = torch.rand(pred.shape)
+    expected = make_loss()(pred, labels, weight, avg_factor=5.0)
+    torch.testing.assert_close(make_loss()(pred, labels, weight.flatten(), avg_factor=5.0),
+                               expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('make_loss', CLS_LOSSES)
+def test_quality_targets_get_a_clear_error(make_loss):
+    pred, labels, weight = make_cls_inputs()
+    with pytest.raises(TypeError, match='need a quality-aware loss'):
+        make_loss()(pred, (labels, torch.rand(len(labels))), weight)
+
+
+def test_ghmr_takes_any_leading_shape():
+    # FreeAnchor passes (objects, bag, 4) deltas
+    pred, target, weight = make_reg_inputs(num_anchors=60)
+    flat = GHMRLoss(momentum=0.0)(pred, target, weight, reduction_override='none')
+    for w in (weight.view(3, 20, 4), weight[:, 0].reshape(3, 20)):
+        bags = GHMRLoss(momentum=0.0)(pred.view(3, 20, 4), target.view(3, 20, 4), w,
+                                      reduction_override='none')
+        assert bags.shape == (3, 20, 4)
+        torch.testing.assert_close(bags.view(60, 4), flat, rtol=0, atol=0)
