@@ -154,7 +154,7 @@ class IndexLabelFocal(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         grad, = ctx.saved_tensors
-        return (grad * grad_out).to(ctx.logits_dtype), None, None, None, None, None, None, None
+        return ((grad * grad_out).to(ctx.logits_dtype), ) + (None, ) * 7
 
 
 def sigmoid_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[Tensor],

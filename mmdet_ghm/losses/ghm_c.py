@@ -7,8 +7,8 @@ from torch import Tensor, nn
 from .. import ops
 from ..functional import bin_counts, ghmc_bins, ghmc_weighted_bce
 from .gradient_density import GradientDensity
-from .utils import (broadcast_weight, check_classification_inputs, check_reduction, compute_dtype,
-                    normalise, resolve_reduction)
+from .utils import (broadcast_weight, check_classification_inputs, check_reduction,
+                    compute_dtype, normalise, resolve_reduction)
 
 
 @MODELS.register_module()

@@ -5,7 +5,8 @@ Covers ``SigmoidFocalLoss`` and the sigmoid variants of
 per-class column weights (the class-balanced weights) and pos_weight. The
 modulator is computed in log space as in ``functional.focal_modulator``:
 ``log(1 - p_t) = logaddexp(log y + logsig(-x), log(1 - y) + logsig(x))``.
-Twin: ``functional.sigmoid_focal_loss`` with autograd.
+Twins: ``functional.sigmoid_focal_index_loss`` (index labels, hand-written
+backward) and ``functional.sigmoid_focal_loss`` with autograd (dense targets).
 """
 import torch
 import triton

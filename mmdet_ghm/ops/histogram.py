@@ -3,7 +3,8 @@
 One pass over the elements: gradient norm, bin, a block-local histogram
 (``tl.histogram``), then one atomic add per bin into the global counts. Nothing
 leaves the device. Ignored elements go to an extra bin that is never added, so
-the kernel needs no ``mask=`` of ``tl.histogram`` (absent before triton 3.4). Twin: ``functional.bin_index`` + ``functional.bin_counts``.
+the kernel needs no ``mask=`` of ``tl.histogram`` (absent before triton 3.4).
+Twin: ``functional.bin_index`` + ``functional.bin_counts``.
 """
 import torch
 import triton
@@ -69,9 +70,10 @@ def gradient_histogram(pred: Tensor, target: Tensor, weight, bins: int,
     index = (torch.empty(pred.shape, dtype=torch.int64, device=pred.device)
              if return_index else counts)
     if els.numel:
-        launch(
-            _histogram_kernel, els.grid(), els.pred, els.target, els.weight, counts, index, els.numel,
-            els.num_cols, mu, NORM=norm, TARGET_IS_INDEX=els.target_is_index,
-            WEIGHT_MODE=els.weight_mode, BINS=bins, HIST=triton.next_power_of_2(bins + 1),
-            WRITE_INDEX=return_index, BLOCK=BLOCK)
+        # HIST holds the extra bin of the ignored elements
+        launch(_histogram_kernel, els.grid(), els.pred, els.target, els.weight, counts,
+               index, els.numel, els.num_cols, mu, NORM=norm,
+               TARGET_IS_INDEX=els.target_is_index, WEIGHT_MODE=els.weight_mode,
+               BINS=bins, HIST=triton.next_power_of_2(bins + 1), WRITE_INDEX=return_index,
+               BLOCK=BLOCK)
     return (counts.long(), index) if return_index else counts.long()
