@@ -27,11 +27,16 @@ def test_beta_zero_is_plain_focal():
                                plain(pred, labels, weight, avg_factor=10.0))
 
 
-def test_sigmoid_variant_is_gamma_zero():
+@pytest.mark.parametrize('impl', ['torch', 'triton'])
+def test_sigmoid_variant_is_class_weighted_bce(impl):
+    # the paper's class-balanced sigmoid CE: w_c * BCE, here averaged over N * C
     pred, labels, weight = make_cls_inputs(seed=2)
-    sig = ClassBalancedFocalLoss(class_counts=COUNTS, loss_type='sigmoid')
-    focal0 = ClassBalancedFocalLoss(class_counts=COUNTS, gamma=0.0)
-    torch.testing.assert_close(sig(pred, labels, weight), focal0(pred, labels, weight))
+    sig = ClassBalancedFocalLoss(class_counts=COUNTS, loss_type='sigmoid', impl=impl)
+    one_hot = (labels[:, None] == torch.arange(pred.shape[1])).float()
+    w = effective_number_weights(COUNTS, 0.999)
+    expected = (F.binary_cross_entropy_with_logits(pred, one_hot, reduction='none')
+                * w * weight[:, None]).mean()
+    torch.testing.assert_close(sig(pred, labels, weight), expected)
 
 
 def test_softmax_variant_weights_classes_and_background():

@@ -48,10 +48,10 @@ def test_ghmc_is_invariant_to_permuting_elements(batch, data):
 
 @SETTINGS
 @given(batch=cls_batches(), cuts=st.lists(st.integers(0, 120), max_size=4))
-def test_pooled_loss_does_not_depend_on_how_levels_split_the_anchors(batch, cuts):
-    # GHMRetinaHead concatenates the levels' anchors: however the same anchors
-    # are split into levels (and in whatever order the levels come), one pooled
-    # call gives the same loss and the same EMA.
+def test_ghmc_does_not_depend_on_the_order_of_anchor_blocks(batch, cuts):
+    # a property of the loss (GHMRetinaHead's batch scope relies on it): the
+    # same anchors cut into blocks and concatenated in another order give the
+    # same loss and the same EMA.
     pred, labels, weight = batch
     bounds = sorted({0, len(labels), *[min(c, len(labels)) for c in cuts]})
     parts = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])][::-1]
