@@ -1,0 +1,49 @@
+"""fp16 / bf16 inputs against fp32 inputs holding the same values.
+
+The losses compute in fp32 whatever the input dtype, and a half value converts
+to fp32 exactly, so the only differences allowed are the order of fp32 sums
+(values) and one rounding of the fp32 gradient to the input's dtype. 'sum'
+reductions keep the gradients of order 1, so the tolerances below, derived
+from each format's epsilon, catch a gradient that is zeroed, scaled or
+computed in half precision.
+"""
+import pytest
+import torch
+
+from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
+                              SigmoidFocalLoss)
+
+from ..conftest import make_cls_inputs, make_reg_inputs
+
+LOSSES = {
+    'GHMCLoss': (lambda impl: GHMCLoss(impl=impl), make_cls_inputs),
+    'GHMRLoss': (lambda impl: GHMRLoss(impl=impl), make_reg_inputs),
+    'SigmoidFocalLoss': (lambda impl: SigmoidFocalLoss(impl=impl), make_cls_inputs),
+    'ClassBalancedFocalLoss': (lambda impl: ClassBalancedFocalLoss(
+        class_counts=[90, 30, 10, 5, 3, 2, 1], impl=impl), make_cls_inputs),
+}
+SUM_RTOL = 64 * torch.finfo(torch.float32).eps  # fp32 sums in another order
+
+
+def loss_and_grad(loss, pred, target, weight):
+    pred = pred.clone().requires_grad_()
+    value = loss(pred, target, weight, reduction_override='sum')
+    value.backward()
+    return value.detach(), pred.grad
+
+
+@pytest.mark.parametrize('name', LOSSES)
+@pytest.mark.parametrize('impl', ['torch', 'triton'])
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_half_inputs_equal_fp32_inputs_of_the_same_values(name, impl, dtype):
+    build, make_inputs = LOSSES[name]
+    pred, target, weight = make_inputs(dtype=dtype)
+    half_loss, half_grad = loss_and_grad(build(impl), pred, target, weight)
+    ref_loss, ref_grad = loss_and_grad(build(impl), pred.float(), target, weight)
+    assert half_loss.dtype == torch.float32 and half_grad.dtype == dtype
+    torch.testing.assert_close(half_loss, ref_loss, rtol=SUM_RTOL, atol=0)
+    # one rounding of the fp32 gradient to the half format
+    info = torch.finfo(dtype)
+    torch.testing.assert_close(half_grad.float(), ref_grad, rtol=info.eps,
+                               atol=info.smallest_normal)
+    assert ref_grad.abs().max() > 1e-2  # gradients of order 1, not vanishing
