@@ -64,3 +64,30 @@ def test_resume_restores_density_optimizer_and_iteration(toy, tmp_path):
     assert saved_opt.keys() == resumed_opt.keys() and len(saved_opt) > 0
     for k in saved_opt:
         assert torch.equal(saved_opt[k]['exp_avg'], resumed_opt[k]['exp_avg'])
+
+
+def test_resumed_run_equals_an_uninterrupted_one(toy, tmp_path):
+    """2 iterations, save, resume, 2 more: the same weights, EMA buffers and
+    losses as 4 iterations in one go (CPU, deterministic)."""
+    straight, split = tmp_path / 'straight', tmp_path / 'split'
+    config = write_config(tmp_path, toy, 4)
+    straight_log = train(config, straight, toy, 4)
+    train(config, split, toy, 2)
+    split_log = train(config, split, toy, 4, '--resume', str(split / 'iter_2.pth'))
+    a = torch.load(straight / 'iter_4.pth', map_location='cpu', weights_only=False)
+    b = torch.load(split / 'iter_4.pth', map_location='cpu', weights_only=False)
+    assert a['state_dict'].keys() == b['state_dict'].keys()
+    for key, value in a['state_dict'].items():
+        torch.testing.assert_close(b['state_dict'][key], value, rtol=0, atol=0, msg=key)
+    for key in DENSITY_KEYS:
+        assert a['state_dict'][f'{key}.acc_sum'].sum() > 0
+
+    def losses(log, step):
+        line = next(ln for ln in log.splitlines() if f'Iter(train) [{step}/4]' in ln)
+        return [word for word in line.split() if word.startswith('loss')], line
+
+    for step in (3, 4):
+        (names, line), (_, resumed_line) = losses(straight_log, step), losses(split_log, step)
+        for name in names:  # 'loss:', 'loss_cls:', 'loss_bbox:' and their values
+            value = line.split(name)[1].split()[0]
+            assert resumed_line.split(name)[1].split()[0] == value, (name, line, resumed_line)
