@@ -1,7 +1,7 @@
 """Fills ClassBalancedFocalLoss's class counts from the training annotations."""
 from typing import List
 
-from mmengine.dist import broadcast_object_list
+from mmengine.dist import broadcast_object_list, get_rank
 from mmengine.hooks import Hook
 from mmengine.runner import BaseLoop
 from mmdet.registry import HOOKS
@@ -48,7 +48,8 @@ class ClassCountsHook(Hook):
             return
         dataset = runner.train_dataloader.dataset
         classes = dataset.metainfo['classes']
-        counts = [dataset_class_counts(dataset, len(classes))]
+        # rank 0 counts, the others take its list: one set of weights everywhere
+        counts = [dataset_class_counts(dataset, len(classes)) if get_rank() == 0 else None]
         broadcast_object_list(counts, src=0)
         counts = counts[0]
         runner.logger.info('ClassCountsHook: training instances per class: ' + ', '.join(

@@ -17,15 +17,15 @@ def density_modules(model) -> Dict[str, GradientDensity]:
 
 
 def plot_density(name: str, density: GradientDensity, path: str) -> None:
-    """Bar plot of the EMA bin counts (log scale) and the weights GHM applies."""
+    """Bar plot of the EMA bin counts (log scale) and the weights the loss
+    applied in its last training batch."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     counts = density.histogram().cpu()
-    nonempty = counts > 0
-    weights = torch.where(nonempty, counts.sum() / counts.clamp(min=1e-12), 0)
-    weights = weights / nonempty.sum().clamp(min=1)
+    weights = density.last_weights.cpu()
+    nonempty = weights > 0
     centers = (torch.arange(density.bins) + 0.5) / density.bins
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.bar(centers, counts.clamp(min=1e-1), width=1 / density.bins, color='tab:blue',
@@ -36,7 +36,7 @@ def plot_density(name: str, density: GradientDensity, path: str) -> None:
     ax.set_xlim(0, 1)
     twin = ax.twinx()
     twin.plot(centers[nonempty], weights[nonempty], 'o-', color='tab:red',
-              label='GHM weight tot / GD(g) / n')
+              label='weight applied in the last batch, tot / GD(g) / n')
     twin.set_ylabel('weight')
     twin.set_yscale('log')
     ax.set_title(name, fontsize=9)
@@ -48,10 +48,14 @@ def plot_density(name: str, density: GradientDensity, path: str) -> None:
 
 @HOOKS.register_module()
 class DensityLoggerHook(Hook):
-    """Every ``interval`` iterations logs each GHM loss's bin histogram through
-    the runner's visualizer (one scalar per bin, TensorBoard when
-    ``TensorboardVisBackend`` is configured); after training writes
-    ``density_<loss>.png`` into the work dir (rank 0).
+    """Every ``interval`` iterations logs, through the runner's visualizer, each
+    GHM loss's density histogram (``ghm/<loss>/bin_XX``: the EMA of the bin
+    counts) and the weight of each bin that the loss applied in its last
+    training batch (``ghm/<loss>/weight_XX``: tot / GD(g) / n, 0 for empty
+    bins); TensorBoard shows them when ``TensorboardVisBackend`` is configured.
+    After training writes ``density_<loss>.png`` into the work dir (rank 0).
+    Reading the small bin tensors is a host sync every ``interval`` iterations,
+    in logging only.
 
     Args:
         interval (int): Iterations between two logs. Default 50.
@@ -68,8 +72,10 @@ class DensityLoggerHook(Hook):
             return
         scalars = {}
         for name, density in density_modules(runner.model).items():
-            for i, value in enumerate(density.histogram().tolist()):
-                scalars[f'ghm/{name}/bin_{i:02d}'] = value
+            for key, values in (('bin', density.histogram()),
+                                ('weight', density.last_weights)):
+                for i, value in enumerate(values.tolist()):
+                    scalars[f'ghm/{name}/{key}_{i:02d}'] = value
         if scalars:
             runner.visualizer.add_scalars(scalars, step=runner.iter + 1)
 

@@ -37,7 +37,9 @@ class GradientDensity(nn.Module):
         self.momentum = float(momentum)
         self.sync = sync
         self.register_buffer('acc_sum', torch.zeros(bins))
+        # what the last training call applied, for DensityLoggerHook (device copies)
         self.register_buffer('last_counts', torch.zeros(bins), persistent=False)
+        self.register_buffer('last_weights', torch.zeros(bins), persistent=False)
 
     def forward(self, g: Tensor, valid: Tensor):
         """Weights of elements with gradient norms ``g``.
@@ -82,6 +84,7 @@ class GradientDensity(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.last_counts.copy_(counts)
+                self.last_weights.copy_(weights[:-1])
                 self.acc_sum.copy_(acc_sum)
         return weights, tot.clamp(min=1) / world_size
 

@@ -1,10 +1,13 @@
 """Multi-process training (torchrun, gloo, 2 CPU ranks) and resume, via tools/train.py."""
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+
+from mmdet_ghm.functional import effective_number_weights
 
 from .conftest import ROOT, data_options
 
@@ -27,8 +30,8 @@ model = dict(bbox_head=dict(loss_cls=dict(sync_density={sync}),
     return str(path)
 
 
-def train(config, work_dir, toy, iters, *extra, nproc=1):
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+def train(config, work_dir, toy, iters, *extra, nproc=1, **env_vars):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', **env_vars)
     launcher = ([sys.executable, '-m', 'torch.distributed.run', '--standalone',
                  f'--nproc_per_node={nproc}'] if nproc > 1 else [sys.executable])
     args = launcher + ['tools/train.py', config, '--work-dir', str(work_dir),
@@ -91,3 +94,65 @@ def test_resumed_run_equals_an_uninterrupted_one(toy, tmp_path):
         for name in names:  # 'loss:', 'loss_cls:', 'loss_bbox:' and their values
             value = line.split(name)[1].split()[0]
             assert resumed_line.split(name)[1].split()[0] == value, (name, line, resumed_line)
+
+
+def test_density_logger_logs_the_weights_the_loss_applied(toy, tmp_path):
+    train(write_config(tmp_path, toy, 3), tmp_path, toy, 3)
+    dumped = torch.load(tmp_path / 'after_train_rank0.pt', weights_only=False)
+    logs = list(tmp_path.glob('*/vis_data/scalars.json'))
+    records = [json.loads(line) for line in open(logs[0])]
+    last = [r for r in records if any(k.startswith('ghm/') for k in r)][-1]
+    assert last['step'] == 3
+    for key in DENSITY_KEYS:
+        applied = dumped[f'{key}.last_weights']
+        logged = torch.tensor([last[f'ghm/{key}/weight_{i:02d}']
+                               for i in range(len(applied))])
+        assert applied.sum() > 0
+        torch.testing.assert_close(logged, applied)
+        ema = torch.tensor([last[f'ghm/{key}/bin_{i:02d}'] for i in range(len(applied))])
+        torch.testing.assert_close(ema, dumped[key])
+        # not the weights the EMA alone would give (tot of the batch, not of the EMA)
+        nonempty = applied > 0
+        from_ema = ema.sum() / ema[nonempty] / nonempty.sum()
+        assert not torch.allclose(from_ema, applied[nonempty]), key
+
+
+def write_cb_config(tmp_path, toy, iters):
+    """The toy class-balanced config (counts from ClassCountsHook) on the tiny set."""
+    path = tmp_path / 'cb_cfg.py'
+    path.write_text(f"""
+_base_ = '{ROOT}/configs/toy/cb_focal_retinanet_toy.py'
+custom_imports = dict(imports=['mmdet_ghm', 'tests.rank_dump_hook'],
+                      allow_failed_imports=False)
+custom_hooks = [dict(type='DensityLoggerHook', interval=1), dict(type='ClassCountsHook'),
+                dict(type='RankDumpHook')]  # data_options sets the first's interval
+""")
+    return str(path)
+
+
+def toy_class_counts(toy):
+    anns = json.load(open(toy / 'annotations' / 'instances_train.json'))
+    names = {c['id']: c['name'] for c in anns['categories']}
+    classes = ('square', 'disk', 'triangle', 'cross', 'ring')
+    return [sum(names[a['category_id']] == c for a in anns['annotations']) for c in classes]
+
+
+def test_class_counts_hook_gives_the_effective_number_weights(toy, tmp_path):
+    log = train(write_cb_config(tmp_path, toy, 1), tmp_path, toy, 1)
+    counts = toy_class_counts(toy)
+    assert 'ClassCountsHook: training instances per class: ' + ', '.join(
+        f'{c}={n}' for c, n in zip(('square', 'disk', 'triangle', 'cross', 'ring'),
+                                   counts)) in log
+    weights = torch.load(tmp_path / 'after_train_rank0.pt',
+                         weights_only=False)['bbox_head.loss_cls.class_weight']
+    torch.testing.assert_close(weights, effective_number_weights(counts, 0.999))
+
+
+def test_class_counts_hook_leaves_listed_counts_alone(toy, tmp_path):
+    listed = [5, 4, 3, 2, 1]
+    log = train(write_cb_config(tmp_path, toy, 1), tmp_path, toy, 1, '--cfg-options',
+                f'model.bbox_head.loss_cls.class_counts={listed}')
+    assert 'ClassCountsHook: training' not in log
+    weights = torch.load(tmp_path / 'after_train_rank0.pt',
+                         weights_only=False)['bbox_head.loss_cls.class_weight']
+    torch.testing.assert_close(weights, effective_number_weights(listed, 0.999))
