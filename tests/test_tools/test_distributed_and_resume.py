@@ -156,3 +156,15 @@ def test_class_counts_hook_leaves_listed_counts_alone(toy, tmp_path):
     weights = torch.load(tmp_path / 'after_train_rank0.pt',
                          weights_only=False)['bbox_head.loss_cls.class_weight']
     torch.testing.assert_close(weights, effective_number_weights(listed, 0.999))
+
+
+def test_class_counts_hook_gives_every_rank_rank0s_weights(tmp_path):
+    out = tmp_path / 'counts'
+    proc = subprocess.run([sys.executable, 'tests/class_counts_two_ranks.py', str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [torch.load(f'{out}.rank{r}', weights_only=False) for r in (0, 1)]
+    expected = effective_number_weights([3, 2, 1], 0.9)  # rank 0's instances
+    for rank in ranks:
+        assert rank['counts'] == [3, 2, 1]
+        torch.testing.assert_close(rank['weight'], expected)
