@@ -82,19 +82,53 @@ def test_batch_scope_equals_losses_on_concatenated_anchors():
                                by_hand.loss_cls.density.acc_sum)
 
 
+def with_grad(maps):
+    return [m.clone().requires_grad_() for m in maps]
+
+
 def test_level_scope_equals_mmdet_retina_head_with_mmdet_ghm():
     ours = MODELS.build(head_cfg('GHMRetinaHead', GHM_LOSSES, loss_scope='level'))
     ref = MODELS.build(head_cfg('RetinaHead', MMDET_GHM_LOSSES))
     assert type(ref) is RetinaHead
     for seed in range(3):
         cls_scores, bbox_preds, gts, metas = batch(seed)
-        losses = ours.loss_by_feat(cls_scores, bbox_preds, gts, metas)
-        ref_losses = ref.loss_by_feat(cls_scores, bbox_preds, gts, metas)
-        for key in ('loss_cls', 'loss_bbox'):
-            assert len(losses[key]) == 5
-            torch.testing.assert_close(torch.stack(losses[key]), torch.stack(ref_losses[key]))
+        grads = []
+        for head in (ours, ref):
+            maps = with_grad(cls_scores), with_grad(bbox_preds)
+            losses = head.loss_by_feat(*maps, gts, metas)
+            for key in ('loss_cls', 'loss_bbox'):
+                assert len(losses[key]) == 5
+            sum(sum(v) for v in losses.values()).backward()
+            grads.append(([m.grad for m in maps[0]], [m.grad for m in maps[1]],
+                          {k: torch.stack(v).detach() for k, v in losses.items()}))
+        (cls_grad, box_grad, values), (ref_cls, ref_box, ref_values) = grads
+        for key in values:
+            torch.testing.assert_close(values[key], ref_values[key])
+        for got, expected in zip(cls_grad + box_grad, ref_cls + ref_box):
+            torch.testing.assert_close(got, expected)
     torch.testing.assert_close(ours.loss_cls.density.acc_sum, ref.loss_cls.acc_sum)
     torch.testing.assert_close(ours.loss_bbox.density.acc_sum, ref.loss_bbox.acc_sum)
+
+
+@pytest.mark.parametrize('decoded', [False, True])
+def test_batch_scope_pairs_each_prediction_with_its_own_target(decoded):
+    # with per-element losses the batch and the per-level calls give the same
+    # gradient for every score and every box prediction only if each prediction
+    # meets its own target; decoded: GIoU on boxes decoded from the anchors
+    losses = dict(FOCAL_LOSSES, loss_bbox=dict(type='GIoULoss', loss_weight=2.0)
+                  if decoded else FOCAL_LOSSES['loss_bbox'])
+    ours = MODELS.build(head_cfg('GHMRetinaHead', losses, reg_decoded_bbox=decoded))
+    ref = MODELS.build(head_cfg('RetinaHead', losses, reg_decoded_bbox=decoded))
+    cls_scores, bbox_preds, gts, metas = batch(4)
+    grads = []
+    for head in (ours, ref):
+        maps = with_grad(cls_scores), with_grad(bbox_preds)
+        sum(total(head.loss_by_feat(*maps, gts, metas)).values()).backward()
+        grads.append([m.grad for m in maps[0] + maps[1]])
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected)
+    assert all(g.abs().sum() > 0 for g in grads[1][:5])  # every level's scores
+    assert sum(g.abs().sum() for g in grads[1][5:]) > 0  # the boxes of the positives
 
 
 def test_stateless_losses_give_retina_head_result():
