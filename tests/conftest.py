@@ -32,6 +32,22 @@ def make_reg_inputs(num_anchors=100, seed=0, pos_frac=0.3, dtype=torch.float32):
     return pred, target, pos.unsqueeze(1).expand(-1, 4).contiguous()
 
 
+def _losses():
+    from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
+                                  SigmoidFocalLoss)
+    return {
+        'GHMCLoss': (lambda impl: GHMCLoss(impl=impl), make_cls_inputs),
+        'GHMRLoss': (lambda impl: GHMRLoss(impl=impl), make_reg_inputs),
+        'SigmoidFocalLoss': (lambda impl: SigmoidFocalLoss(impl=impl), make_cls_inputs),
+        'ClassBalancedFocalLoss': (lambda impl: ClassBalancedFocalLoss(
+            class_counts=[90, 30, 10, 5, 3, 2, 1], impl=impl), make_cls_inputs),
+    }
+
+
+# {name: (build(impl) -> loss, make_inputs)} of our four losses
+LOSSES = _losses()
+
+
 @pytest.fixture
 def cls_inputs():
     return make_cls_inputs

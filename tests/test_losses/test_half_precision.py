@@ -10,18 +10,8 @@ computed in half precision.
 import pytest
 import torch
 
-from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
-                              SigmoidFocalLoss)
+from ..conftest import LOSSES
 
-from ..conftest import make_cls_inputs, make_reg_inputs
-
-LOSSES = {
-    'GHMCLoss': (lambda impl: GHMCLoss(impl=impl), make_cls_inputs),
-    'GHMRLoss': (lambda impl: GHMRLoss(impl=impl), make_reg_inputs),
-    'SigmoidFocalLoss': (lambda impl: SigmoidFocalLoss(impl=impl), make_cls_inputs),
-    'ClassBalancedFocalLoss': (lambda impl: ClassBalancedFocalLoss(
-        class_counts=[90, 30, 10, 5, 3, 2, 1], impl=impl), make_cls_inputs),
-}
 SUM_RTOL = 64 * torch.finfo(torch.float32).eps  # fp32 sums in another order
 
 

@@ -14,10 +14,10 @@ import torch
 from mmdet.models.losses import GHMC, GHMR
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
-                              SigmoidFocalLoss)
+from mmdet_ghm.losses import GHMCLoss
 from mmdet_ghm.ops import dispatch
 
+from ..conftest import LOSSES as EVERY_LOSS
 from ..conftest import make_cls_inputs, make_reg_inputs
 
 # Ops whose CUDA implementation reads a tensor back to the host: to size an
@@ -88,15 +88,8 @@ def run_without_data(build_loss, make_inputs, dense_targets=False, kernels=False
     return launched
 
 
-LOSSES = {
-    'GHMCLoss': (GHMCLoss, make_cls_inputs),
-    'GHMCLoss(momentum=0)': (lambda impl: GHMCLoss(momentum=0.0, impl=impl),
-                             make_cls_inputs),
-    'GHMRLoss': (GHMRLoss, make_reg_inputs),
-    'SigmoidFocalLoss': (SigmoidFocalLoss, make_cls_inputs),
-    'ClassBalancedFocalLoss': (lambda impl: ClassBalancedFocalLoss(
-        class_counts=[9, 4, 7, 1, 3, 5, 2], impl=impl), make_cls_inputs),
-}
+LOSSES = dict(EVERY_LOSS, **{'GHMCLoss(momentum=0)': (
+    lambda impl: GHMCLoss(momentum=0.0, impl=impl), make_cls_inputs)})
 
 
 @pytest.mark.parametrize('impl', ['torch', 'auto'])  # auto: the kernels on CUDA

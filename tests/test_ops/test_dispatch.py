@@ -6,11 +6,10 @@ import torch
 import triton.language as tl
 
 from mmdet_ghm import ops
-from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
-                              SigmoidFocalLoss)
+from mmdet_ghm.losses import GHMCLoss, GHMRLoss, SigmoidFocalLoss
 from mmdet_ghm.ops import dispatch
 
-from ..conftest import make_cls_inputs, make_reg_inputs
+from ..conftest import LOSSES, make_cls_inputs
 
 FAKE_CUDA = types.SimpleNamespace(is_cuda=True, device='cuda:0')
 
@@ -102,13 +101,6 @@ def forward_backward(loss, pred, *args):
 
 ALL_KERNELS = ('_histogram_kernel', '_ghmc_forward_kernel', '_ghmc_backward_kernel',
                '_focal_forward_kernel', '_focal_backward_kernel')
-LOSSES = {
-    'GHMCLoss': (lambda impl: GHMCLoss(impl=impl), make_cls_inputs),
-    'GHMRLoss': (lambda impl: GHMRLoss(impl=impl), make_reg_inputs),
-    'SigmoidFocalLoss': (lambda impl: SigmoidFocalLoss(impl=impl), make_cls_inputs),
-    'ClassBalancedFocalLoss': (lambda impl: ClassBalancedFocalLoss(
-        class_counts=[9, 4, 7, 1, 3, 5, 2], impl=impl), make_cls_inputs),
-}
 
 
 @pytest.mark.parametrize('name, failing', [
