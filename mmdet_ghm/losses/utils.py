@@ -110,7 +110,7 @@ def unflatten_weight(weight: Optional[Tensor], shape: Tuple[int, int]):
     contract of mmdet's own sigmoid losses. Other shapes are left to the checks."""
     if (weight is not None and weight.dim() == 1 and shape[1] > 1
             and weight.numel() == shape[0] * shape[1]):
-        return weight.view(shape)
+        return weight.reshape(shape)
     return weight
 
 
