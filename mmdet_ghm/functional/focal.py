@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ghmc import label_columns
+from .targets import label_columns
 
 
 def focal_modulator(logits: Tensor, targets: Tensor, gamma: float,

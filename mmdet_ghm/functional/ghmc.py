@@ -13,13 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .density import bin_counts, bin_index
-
-
-def label_columns(labels: Tensor, num_classes: int) -> Tuple[Tensor, Tensor]:
-    """(N, 1) column of each label (clamped for background) and (N, 1) mask of
-    the rows whose label is an object class."""
-    return (labels.clamp(max=num_classes - 1).unsqueeze(1),
-            (labels < num_classes).unsqueeze(1))
+from .targets import label_columns
 
 
 def ghmc_bins(logits: Tensor, target: Tensor, weight: Optional[Tensor],

@@ -1,4 +1,6 @@
-"""Index labels to one-hot targets."""
+"""Index labels: as one-hot targets, or as the one label column of each row."""
+from typing import Tuple
+
 import torch
 from torch import Tensor
 
@@ -11,3 +13,10 @@ def one_hot_labels(labels: Tensor, num_classes: int) -> Tensor:
     """
     classes = torch.arange(num_classes, device=labels.device)
     return (labels.unsqueeze(-1) == classes).float()
+
+
+def label_columns(labels: Tensor, num_classes: int) -> Tuple[Tensor, Tensor]:
+    """(N, 1) column of each label (clamped for background) and (N, 1) mask of
+    the rows whose label is an object class."""
+    return (labels.clamp(max=num_classes - 1).unsqueeze(1),
+            (labels < num_classes).unsqueeze(1))

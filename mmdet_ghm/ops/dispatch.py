@@ -27,6 +27,7 @@ IMPLS = ('auto', 'triton', 'torch')
 # Oldest triton the kernels build with (torch 2.4 pins triton 3.0); proven by
 # `make compat`, see the README's table.
 MIN_TRITON = (3, 0)
+MIN_TRITON_TEXT = '.'.join(map(str, MIN_TRITON))
 
 # The first kernel failure under impl='auto' (a message), after which every loss
 # runs its twin; None while the kernels work.
@@ -54,8 +55,7 @@ def kernel_support() -> Optional[str]:
         return 'triton is not installed'
     version = triton_version()
     if parse_version(version) < MIN_TRITON:
-        return (f'triton {version} is older than '
-                f'{".".join(map(str, MIN_TRITON))} (torch < 2.4)')
+        return f'triton {version} is older than {MIN_TRITON_TEXT} (torch < 2.4)'
     import triton.language as tl
     if not hasattr(tl, 'histogram'):
         return f'triton {version} has no tl.histogram'
@@ -85,7 +85,7 @@ def use_triton(owner: str, impl: str, tensor: Tensor) -> bool:
     if reason is not None:
         raise RuntimeError(
             f"{owner}: impl='triton' cannot run: {reason}. Install triton >= "
-            f"{'.'.join(map(str, MIN_TRITON))} (the one torch >= 2.4 brings), or use "
+            f"{MIN_TRITON_TEXT} (the one torch >= 2.4 brings), or use "
             "impl='auto', which runs the PyTorch implementation where the kernels "
             'cannot.')
     if not (is_gpu_tensor(tensor) or interpreting()):
