@@ -1,70 +1,178 @@
-"""Trains the toy variants with the same seed and iterations and tabulates them.
+"""Trains toy variants over several seeds and tabulates mean and spread.
 
-    python tools/compare_losses.py [--iters 1500] [--variants ghm focal ...]
+    python tools/compare_losses.py [--seeds 3] [--iters 1500] [--variants ghm focal ...]
+        [--cfg-options k=v ...] [--tag NAME] [--jobs 2] [--out-dir work_dirs/compare]
 
-For each variant runs tools/train.py on configs/toy/<variant>_retinanet_toy.py
-into work_dirs/compare/<variant>, reads the final CocoMetric results, and writes
-a Markdown table (bbox mAP, AP50, and AP of the two rarest classes) to stdout and
-to work_dirs/compare/results.md (and results.json).
+Each (variant, seed) trains configs/toy/<variant>_retinanet_toy.py with
+tools/train.py into OUT/<tag or variant>/seed<k> and is evaluated with CocoMetric
+at the end. A run whose ``run.json`` already holds a result for the same
+iterations and options is not trained again, so an interrupted comparison picks
+up where it stopped. A run that fails (a diverged loss raises) is counted as
+diverged and kept with its error. ``--cfg-options`` go to every run of this call
+(ablations: ``--variants ghm --tag ghm_mom0 --cfg-options
+model.bbox_head.loss_cls.momentum=0 model.bbox_head.loss_bbox.momentum=0``).
+
+Writes OUT/results.json (every run's numbers, keyed by tag) and OUT/results.md (per
+tag: mean, standard deviation, min and max of bbox mAP, AP75 and the two rarest
+classes' AP, diverged runs, minutes per run, and the machine).
 """
 import argparse
 import glob
 import json
+import math
 import os
 import os.path as osp
+import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-VARIANTS = ('ghm', 'ghm_level', 'focal', 'cb_focal', 'mmdet_ghm', 'mmdet_focal')
+VARIANTS = tuple(sorted(
+    osp.basename(p)[:-len('_retinanet_toy.py')]
+    for p in glob.glob(osp.join(ROOT, 'configs', 'toy', '*_retinanet_toy.py'))))
 RAREST = ('ring', 'cross')  # the toy data's two rarest classes
+METRICS = ('mAP', 'AP75') + tuple(f'AP_{c}' for c in RAREST)
 
 
-def final_metrics(work_dir):
-    """Last validation record of the run's scalars.json."""
+def machine() -> str:
+    """CPU model and core count, e.g. 'AMD EPYC, 2 cores'."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next(line.split(':', 1)[1].strip() for line in f
+                         if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return f'{model}, {os.cpu_count()} cores'
+
+
+def final_metrics(work_dir: str) -> dict:
+    """The run's last CocoMetric record and its last logged training record."""
     logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     if not logs:
         raise FileNotFoundError(f'no scalars.json under {work_dir}: did training fail?')
-    records = [json.loads(line) for line in open(logs[-1])]
+    with open(logs[-1]) as f:
+        records = [json.loads(line) for line in f]
     evaluated = [r for r in records if 'coco/bbox_mAP' in r]
+    trained = [r for r in records if 'loss' in r]
     if not evaluated:
         raise RuntimeError(f'{logs[-1]} has no CocoMetric result')
-    return evaluated[-1]
+    metric = evaluated[-1]
+    result = dict(mAP=metric['coco/bbox_mAP'], AP50=metric['coco/bbox_mAP_50'],
+                  AP75=metric['coco/bbox_mAP_75'],
+                  **{f'AP_{c}': metric[f'coco/{c}_precision'] for c in RAREST})
+    if trained:
+        result.update({k: trained[-1][k] for k in ('loss_cls', 'loss_bbox')
+                       if k in trained[-1]})
+    return result
+
+
+def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
+              threads: int) -> dict:
+    """Trains one run (or reads its stored result) and returns its record."""
+    record_path = osp.join(work_dir, 'run.json')
+    key = dict(variant=variant, seed=seed, iters=iters, options=options)
+    if osp.exists(record_path):
+        with open(record_path) as f:
+            record = json.load(f)
+        if {k: record.get(k) for k in key} == key:
+            return record
+    config = osp.join(ROOT, 'configs', 'toy', f'{variant}_retinanet_toy.py')
+    os.makedirs(work_dir, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    start = time.time()
+    with open(osp.join(work_dir, 'train.out'), 'w') as out:
+        proc = subprocess.run(
+            [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config,
+             '--work-dir', work_dir, '--cfg-options', f'randomness.seed={seed}',
+             f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+             *options], stdout=out, stderr=subprocess.STDOUT, env=env)
+    record = dict(key, minutes=(time.time() - start) / 60, diverged=proc.returncode != 0)
+    if proc.returncode:
+        with open(osp.join(work_dir, 'train.out')) as f:
+            lines = [line.strip() for line in f if line.strip()]
+        record['error'] = lines[-1] if lines else f'exit code {proc.returncode}'
+    else:
+        record.update(final_metrics(work_dir))
+        record['diverged'] = not all(math.isfinite(record.get(k, 0.0))
+                                     for k in ('loss_cls', 'loss_bbox'))
+    with open(record_path, 'w') as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
+def summarise(runs: list) -> dict:
+    """Mean, sample standard deviation, min and max of each metric over the
+    runs that finished; NaN where none did."""
+    done = [r for r in runs if not r['diverged']]
+    summary = dict(runs=len(runs), diverged=len(runs) - len(done),
+                   minutes=sum(r['minutes'] for r in runs) / len(runs))
+    for m in METRICS:
+        values = [r[m] for r in done]
+        mean = sum(values) / len(values) if values else math.nan
+        std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+               if len(values) > 1 else math.nan)
+        summary[m] = dict(mean=mean, std=std, min=min(values, default=math.nan),
+                          max=max(values, default=math.nan))
+    return summary
+
+
+def table(results: dict) -> str:
+    lines = ['| variant | iters | runs | diverged | bbox mAP mean ± std [min, max] | AP75 | '
+             f'AP {RAREST[0]} (rarest) | AP {RAREST[1]} | min/run |',
+             '|---|---:|---:|---:|---|---|---|---|---:|']
+    for tag, entry in results.items():
+        s = summarise(entry['runs'])
+        cells = [f'{s[m]["mean"]:.3f} ± {s[m]["std"]:.3f} [{s[m]["min"]:.3f}, '
+                 f'{s[m]["max"]:.3f}]' for m in METRICS]
+        lines.append(f'| {tag} | {entry["iters"]} | {s["runs"]} | {s["diverged"]} | ' + ' | '.join(cells)
+                     + f' | {s["minutes"]:.1f} |')
+    return '\n'.join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--seeds', type=int, default=3, help='seeds 0 .. K-1')
     parser.add_argument('--iters', type=int, default=1500)
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='key=value overrides for every run of this call')
+    parser.add_argument('--tag', help='name of the result (one variant only); '
+                        'default the variant name')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs in parallel, the cores shared among them')
     parser.add_argument('--out-dir', default=osp.join('work_dirs', 'compare'))
     args = parser.parse_args()
-    rows = []
-    for variant in args.variants:
-        config = osp.join(ROOT, 'configs', 'toy', f'{variant}_retinanet_toy.py')
-        work_dir = osp.join(args.out_dir, variant)
-        start = time.time()
-        subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), config,
-                        '--work-dir', work_dir, '--cfg-options',
-                        f'train_cfg.max_iters={args.iters}',
-                        f'train_cfg.val_interval={args.iters}'], check=True)
-        metrics = final_metrics(work_dir)
-        rows.append(dict(variant=variant, minutes=(time.time() - start) / 60,
-                         mAP=metrics['coco/bbox_mAP'], AP50=metrics['coco/bbox_mAP_50'],
-                         **{f'AP_{c}': metrics[f'coco/{c}_precision'] for c in RAREST}))
-    lines = [f'| variant | bbox mAP | AP50 | AP {RAREST[0]} (rarest) | AP {RAREST[1]} | '
-             'train min |', '|---|---:|---:|---:|---:|---:|']
-    for r in rows:
-        lines.append(f'| {r["variant"]} | {r["mAP"]:.3f} | {r["AP50"]:.3f} | '
-                     f'{r[f"AP_{RAREST[0]}"]:.3f} | {r[f"AP_{RAREST[1]}"]:.3f} | '
-                     f'{r["minutes"]:.1f} |')
-    table = '\n'.join(lines)
-    print(f'\n{args.iters} iterations each, seed 0\n{table}')
-    os.makedirs(args.out_dir, exist_ok=True)
+    if args.seeds < 1:
+        parser.error(f'--seeds must be >= 1, got {args.seeds}')
+    if args.tag and len(args.variants) != 1:
+        parser.error('--tag names the result of one variant; give one --variants')
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    jobs = [(args.tag or v, v, seed) for seed in range(args.seeds) for v in args.variants]
+    start = time.time()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        runs = list(pool.map(lambda job: (job[0], train_one(
+            job[1], job[2], args.iters, args.cfg_options,
+            osp.join(args.out_dir, job[0], f'seed{job[2]}'), threads)), jobs))
+    results_path = osp.join(args.out_dir, 'results.json')
+    results = {}
+    if osp.exists(results_path):
+        with open(results_path) as f:
+            results = json.load(f)
+    for tag in dict.fromkeys(t for t, _ in runs):
+        results[tag] = dict(variant=runs[[t for t, _ in runs].index(tag)][1]['variant'],
+                            iters=args.iters, options=args.cfg_options,
+                            machine=machine(), runs=[r for t, r in runs if t == tag])
+    with open(results_path, 'w') as f:
+        json.dump(results, f, indent=2)
+    text = table(results)
     with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
-        f.write(table + '\n')
-    with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
-        json.dump(dict(iters=args.iters, rows=rows), f, indent=2)
+        f.write(f'{machine()}; seeds 0..K-1 per tag, iterations and options in '
+                f'results.json\n\n{text}\n')
+    print(f'\n{machine()}, {args.jobs} run(s) in parallel, this call '
+          f'{(time.time() - start) / 60:.1f} min\n{text}')
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""RetinaHead whose losses see the whole batch at once, as the GHM paper pools it."""
+"""RetinaHead that sizes its classifier from our losses, with an opt-in batch loss scope."""
 from typing import List
 
 import torch
@@ -9,7 +9,7 @@ from mmdet.structures.bbox import cat_boxes, get_box_tensor
 from mmdet.utils import InstanceList, OptInstanceList
 from torch import Tensor
 
-LOSS_SCOPES = ('batch', 'level')
+LOSS_SCOPES = ('level', 'batch')
 
 
 def with_use_sigmoid(loss_cls: dict) -> dict:
@@ -25,27 +25,30 @@ def with_use_sigmoid(loss_cls: dict) -> dict:
 
 @MODELS.register_module()
 class GHMRetinaHead(RetinaHead):
-    """RetinaHead with ``loss_scope='batch'``: one loss call per iteration.
-
-    mmdet's ``AnchorHead.loss_by_feat`` calls ``loss_cls`` and ``loss_bbox`` once
-    per FPN level, so a GHM loss builds five histograms and updates its one EMA
-    five times per iteration, mixing the levels. With ``loss_scope='batch'``
-    (default) the anchors of all levels and all images are flattened and each
-    loss is called once, so the gradient-density histogram and its EMA see the
-    whole batch, as in the paper. ``loss_scope='level'`` keeps mmdet's per-level
-    calls (to reproduce mmdet's numbers). For stateless losses (focal) both
-    scopes give the same total loss.
+    """RetinaHead for our sigmoid losses, with an opt-in whole-batch loss scope.
 
     Our losses need no ``use_sigmoid`` in the ``loss_cls`` config: the head sets
     what the loss implies (True, or False for ``ClassBalancedFocalLoss`` with
     ``loss_type='softmax'``) before it sizes its classifier.
 
+    ``loss_scope='level'`` (default) keeps mmdet's ``AnchorHead.loss_by_feat``:
+    each loss is called once per FPN level, so a GHM loss builds one histogram
+    per level (its one EMA updated once per level) and the loss is the sum of
+    the per-level means. This is what the authors' code does and what the
+    paper's COCO numbers and loss weights (GHM-R ``loss_weight=10``) come from.
+    ``loss_scope='batch'`` flattens the anchors of all levels and images and
+    calls each loss once: one histogram and one mean over the batch, as the
+    paper's formula reads, but about ``1 / num_levels`` of the per-level sum, so
+    the published loss weights do not carry over (see the README's toy study).
+    For stateless losses (focal, normalised by ``avg_factor``) both scopes give
+    the same total loss.
+
     Args:
-        loss_scope (str): 'batch' or 'level'.
+        loss_scope (str): 'level' (default) or 'batch'.
         *args, **kwargs: as :class:`mmdet.models.dense_heads.RetinaHead`.
     """
 
-    def __init__(self, *args, loss_scope: str = 'batch', **kwargs):
+    def __init__(self, *args, loss_scope: str = 'level', **kwargs):
         if loss_scope not in LOSS_SCOPES:
             raise ValueError(f'GHMRetinaHead: loss_scope must be one of {LOSS_SCOPES}, '
                              f'got {loss_scope!r}.')

@@ -16,9 +16,11 @@ def density_modules(model) -> Dict[str, GradientDensity]:
             if isinstance(m, GradientDensity)}
 
 
-def plot_density(name: str, density: GradientDensity, path: str) -> None:
-    """Bar plot of the EMA bin counts (log scale) and the weights the loss
-    applied in its last training batch."""
+def plot_density(name: str, density: GradientDensity, signals: Dict[str, list],
+                 path: str) -> None:
+    """Two panels: the EMA bin counts (log scale) with the weights the loss
+    applied in its last training batch, and the stall signals over training
+    (``signals``: ``iter`` and a list of values per signal, as logged)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -27,7 +29,7 @@ def plot_density(name: str, density: GradientDensity, path: str) -> None:
     weights = density.last_weights.cpu()
     nonempty = weights > 0
     centers = (torch.arange(density.bins) + 0.5) / density.bins
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (ax, ax_signals) = plt.subplots(2, 1, figsize=(7, 7))
     ax.bar(centers, counts.clamp(min=1e-1), width=1 / density.bins, color='tab:blue',
            alpha=0.7, label='elements per bin (EMA)')
     ax.set_yscale('log')
@@ -40,22 +42,47 @@ def plot_density(name: str, density: GradientDensity, path: str) -> None:
     twin.set_ylabel('weight')
     twin.set_yscale('log')
     ax.set_title(name, fontsize=9)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.legend(loc='lower center', ncol=2, fontsize=8)
+    ax.legend(loc='upper left', fontsize=8)
+    twin.legend(loc='upper right', fontsize=8)
+    steps = signals['iter']
+    ax_signals.plot(steps, signals['last_bin_share'], '.-', color='tab:blue',
+                    label='share of elements in the last bin')
+    ax_signals.set_xlabel('iteration')
+    ax_signals.set_ylabel('last-bin share')
+    ax_signals.set_ylim(0, 1)
+    right = ax_signals.twinx()
+    right.plot(steps, signals['max_weight'], '.-', color='tab:red', label='largest weight')
+    if any(v is not None for v in signals['grad_norm']):
+        right.plot(steps, signals['grad_norm'], '.-', color='tab:gray', label='gradient norm')
+    right.set_yscale('log')
+    ax_signals.legend(loc='upper left', fontsize=8)
+    right.legend(loc='upper right', fontsize=8)
+    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 @HOOKS.register_module()
 class DensityLoggerHook(Hook):
-    """Every ``interval`` iterations logs, through the runner's visualizer, each
-    GHM loss's density histogram (``ghm/<loss>/bin_XX``: the EMA of the bin
-    counts) and the weight of each bin that the loss applied in its last
-    training batch (``ghm/<loss>/weight_XX``: tot / GD(g) / n, 0 for empty
-    bins); TensorBoard shows them when ``TensorboardVisBackend`` is configured.
-    After training writes ``density_<loss>.png`` into the work dir (rank 0).
-    Reading the small bin tensors is a host sync every ``interval`` iterations,
-    in logging only.
+    """Logs each GHM loss's gradient density and the signals of a stalling run.
+
+    Every ``interval`` iterations logs, through the runner's visualizer
+    (TensorBoard shows them when ``TensorboardVisBackend`` is configured):
+
+    - ``ghm/<loss>/bin_XX``: the EMA of the bin counts;
+    - ``ghm/<loss>/weight_XX``: the weight of each bin that the loss applied in
+      its last training call with valid elements (tot / GD(g) / n, 0 for
+      empty bins; in level scope the last level that had any);
+    - ``ghm/<loss>/last_bin_share``: the share of the elements in the last bin
+      (g >= 1 - 1 / bins) over all calls of the interval, and
+      ``ghm/<loss>/max_weight``: the largest weight applied in the interval.
+      A GHM-R whose last-bin share stays high while its largest weight grows
+      gives the bulk of unfitted boxes ever less weight: the run stalls.
+
+    After training writes ``density_<loss>.png`` into the work dir (rank 0): the
+    final histogram and weights, and the two signals with mmengine's gradient
+    norm over training. Reading the small bin tensors is a host sync every
+    ``interval`` iterations, in logging only.
 
     Args:
         interval (int): Iterations between two logs. Default 50.
@@ -65,19 +92,31 @@ class DensityLoggerHook(Hook):
 
     def __init__(self, interval: int = 50):
         self.interval = interval
+        self.signals: Dict[str, Dict[str, list]] = {}
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         if not self.every_n_train_iters(runner, self.interval):
             return
+        step = runner.iter + 1
+        grad_norm = runner.message_hub.log_scalars.get('train/grad_norm')
         scalars = {}
         for name, density in density_modules(runner.model).items():
             for key, values in (('bin', density.histogram()),
                                 ('weight', density.last_weights)):
                 for i, value in enumerate(values.tolist()):
                     scalars[f'ghm/{name}/{key}_{i:02d}'] = value
+            share, max_weight = density.pop_interval_stats()
+            scalars[f'ghm/{name}/last_bin_share'] = share
+            scalars[f'ghm/{name}/max_weight'] = max_weight
+            history = self.signals.setdefault(name, dict(
+                iter=[], last_bin_share=[], max_weight=[], grad_norm=[]))
+            history['iter'].append(step)
+            history['last_bin_share'].append(share)
+            history['max_weight'].append(max_weight)
+            history['grad_norm'].append(grad_norm.current() if grad_norm else None)
         if scalars:
-            runner.visualizer.add_scalars(scalars, step=runner.iter + 1)
+            runner.visualizer.add_scalars(scalars, step=step)
 
     def after_train(self, runner) -> None:
         if not is_main_process():
@@ -85,7 +124,9 @@ class DensityLoggerHook(Hook):
         written: List[str] = []
         for name, density in density_modules(runner.model).items():
             path = osp.join(runner.work_dir, f'density_{name.replace(".", "_")}.png')
-            plot_density(name, density, path)
+            signals = self.signals.get(name, dict(iter=[], last_bin_share=[],
+                                                  max_weight=[], grad_norm=[]))
+            plot_density(name, density, signals, path)
             written.append(path)
         if written:
             runner.logger.info('DensityLoggerHook: wrote ' + ', '.join(written))

@@ -37,9 +37,14 @@ class GradientDensity(nn.Module):
         self.momentum = float(momentum)
         self.sync = sync
         self.register_buffer('acc_sum', torch.zeros(bins))
-        # what the last training call applied, for DensityLoggerHook (device copies)
+        # what the last training call with valid elements applied, for
+        # DensityLoggerHook (device copies)
         self.register_buffer('last_counts', torch.zeros(bins), persistent=False)
         self.register_buffer('last_weights', torch.zeros(bins), persistent=False)
+        # since DensityLoggerHook last read them: the counts of all training calls
+        # and the largest weight applied (signals of a stalling run)
+        self.register_buffer('interval_counts', torch.zeros(bins), persistent=False)
+        self.register_buffer('interval_max_weight', torch.zeros(()), persistent=False)
 
     def forward(self, g: Tensor, valid: Tensor):
         """Weights of elements with gradient norms ``g``.
@@ -83,15 +88,37 @@ class GradientDensity(nn.Module):
         weights, acc_sum, tot = density_weights(counts, self.acc_sum, self.momentum)
         if self.training:
             with torch.no_grad():
-                self.last_counts.copy_(counts)
-                self.last_weights.copy_(weights[:-1])
+                # a call without valid elements (a level without positives
+                # in level scope) keeps the last call that had some
+                has_valid = tot > 0
+                self.last_counts.copy_(torch.where(has_valid, counts, self.last_counts))
+                self.last_weights.copy_(torch.where(has_valid, weights[:-1],
+                                                    self.last_weights))
                 self.acc_sum.copy_(acc_sum)
+                self.interval_counts.add_(counts)
+                torch.maximum(self.interval_max_weight, weights.max(),
+                              out=self.interval_max_weight)
         return weights, tot.clamp(min=1) / world_size
 
     def histogram(self) -> Tensor:
         """The density estimate the weights come from: the EMA of the counts,
         or the last batch's counts without momentum (for logging)."""
         return self.acc_sum if self.momentum > 0 else self.last_counts
+
+    def pop_interval_stats(self):
+        """Share of the elements in the last bin (the least fitted, g >= 1 - 1 /
+        bins) and the largest weight applied, over the training calls since the
+        last pop (0 without any); resets both. Reads the device: logging only.
+
+        Returns:
+            tuple[float, float]: (last-bin share, largest weight).
+        """
+        total = float(self.interval_counts.sum())
+        share = float(self.interval_counts[-1]) / total if total else 0.0
+        max_weight = float(self.interval_max_weight)
+        self.interval_counts.zero_()
+        self.interval_max_weight.zero_()
+        return share, max_weight
 
     def extra_repr(self) -> str:
         return f'bins={self.bins}, momentum={self.momentum}, sync={self.sync}'

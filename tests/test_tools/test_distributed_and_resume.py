@@ -115,6 +115,11 @@ def test_density_logger_logs_the_weights_the_loss_applied(toy, tmp_path):
         nonempty = applied > 0
         from_ema = ema.sum() / ema[nonempty] / nonempty.sum()
         assert not torch.allclose(from_ema, applied[nonempty]), key
+        # the stall signals of the last interval (one iteration, every level):
+        # the largest weight covers the last call's, the share is a share
+        assert last[f'ghm/{key}/max_weight'] >= float(applied.max())
+        assert 0 < last[f'ghm/{key}/last_bin_share'] <= 1
+        assert (tmp_path / f'density_{key.replace(".", "_")}.png').stat().st_size > 0
 
 
 def write_cb_config(tmp_path, toy, iters):
