@@ -69,6 +69,15 @@ def final_metrics(work_dir: str) -> dict:
     return result
 
 
+def schedule_options(iters: int) -> list:
+    """The toy schedule (configs/toy/_base_: warm-up, then steps at 75% and
+    92%) stretched to ``iters``: the config computes its milestones from its own
+    max_iters, which ``train_cfg.max_iters`` alone would not move."""
+    return [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+            f'param_scheduler.1.end={iters}',
+            f'param_scheduler.1.milestones=[{int(iters * 0.75)},{int(iters * 0.92)}]']
+
+
 def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
               threads: int) -> dict:
     """Trains one run (or reads its stored result) and returns its record."""
@@ -87,8 +96,8 @@ def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
         proc = subprocess.run(
             [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config,
              '--work-dir', work_dir, '--cfg-options', f'randomness.seed={seed}',
-             f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-             *options], stdout=out, stderr=subprocess.STDOUT, env=env)
+             *schedule_options(iters), *options],
+            stdout=out, stderr=subprocess.STDOUT, env=env)
     record = dict(key, minutes=(time.time() - start) / 60, diverged=proc.returncode != 0)
     if proc.returncode:
         with open(osp.join(work_dir, 'train.out')) as f:

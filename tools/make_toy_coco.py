@@ -7,6 +7,13 @@ Deterministic from ``--seed``: the same command writes the same files.
 
     python tools/make_toy_coco.py                       # -> data/toy_coco
     python tools/make_toy_coco.py --out /tmp/toy --train 40 --val 10
+    python tools/make_toy_coco.py --out data/toy_coco_noise20 --label-noise 0.2
+
+``--label-noise P`` writes the same images, the same clean validation set, and
+training annotations in which each box independently has, with probability P,
+a wrong class (drawn uniformly from the other classes), and, with probability
+P, each edge moved by up to 30% of the box's side (a jittered box); the
+noise has its own random stream, so the images do not change with P.
 
 Layout (what mmdet's CocoDataset reads):
     OUT/train/*.png, OUT/val/*.png, OUT/annotations/instances_{train,val}.json
@@ -90,7 +97,31 @@ def make_image(rng, size):
     return img, boxes, labels
 
 
-def write_split(out, split, num_images, size, rng):
+def add_label_noise(annotations, share, size, rng):
+    """Relabels and jitters a ``share`` of the boxes (independently), in place.
+
+    Returns:
+        tuple[int, int]: the numbers of relabelled and of jittered boxes.
+    """
+    relabelled = jittered = 0
+    for ann in annotations:
+        if rng.random() < share:
+            others = [c for c in range(1, len(CLASSES) + 1) if c != ann['category_id']]
+            ann['category_id'] = int(rng.choice(others))
+            relabelled += 1
+        if rng.random() < share:
+            x, y, w, h = ann['bbox']
+            x0, x1 = np.clip([x, x + w] + rng.uniform(-0.3, 0.3, 2) * w, 0, size)
+            y0, y1 = np.clip([y, y + h] + rng.uniform(-0.3, 0.3, 2) * h, 0, size)
+            x0, x1, y0, y1 = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+            ann['bbox'] = [float(x0), float(y0), float(max(x1 - x0, 1.0)),
+                           float(max(y1 - y0, 1.0))]
+            ann['area'] = ann['bbox'][2] * ann['bbox'][3]
+            jittered += 1
+    return relabelled, jittered
+
+
+def write_split(out, split, num_images, size, rng, label_noise=0.0, noise_rng=None):
     os.makedirs(os.path.join(out, split), exist_ok=True)
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
@@ -102,6 +133,10 @@ def write_split(out, split, num_images, size, rng):
             annotations.append(dict(id=len(annotations) + 1, image_id=image_id,
                                     category_id=label + 1, bbox=box,
                                     area=box[2] * box[3], iscrowd=0))
+    if label_noise:
+        relabelled, jittered = add_label_noise(annotations, label_noise, size, noise_rng)
+        print(f'{split}: label noise {label_noise}: {relabelled} boxes relabelled, '
+              f'{jittered} jittered')
     categories = [dict(id=i + 1, name=name) for i, name in enumerate(CLASSES)]
     os.makedirs(os.path.join(out, 'annotations'), exist_ok=True)
     with open(os.path.join(out, 'annotations', f'instances_{split}.json'), 'w') as f:
@@ -116,10 +151,17 @@ def main():
     parser.add_argument('--val', type=int, default=150, help='validation images')
     parser.add_argument('--size', type=int, default=160, help='image side in pixels')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--label-noise', type=float, default=0.0, metavar='P',
+                        help='share of training boxes relabelled and (independently) '
+                        'jittered; the validation set stays clean')
     args = parser.parse_args()
+    if not 0 <= args.label_noise <= 1:
+        parser.error(f'--label-noise must be a share in [0, 1], got {args.label_noise}')
     rng = np.random.default_rng(args.seed)
+    noise_rng = np.random.default_rng([args.seed, 1])
     for split, num in (('train', args.train), ('val', args.val)):
-        anns = write_split(args.out, split, num, args.size, rng)
+        noise = args.label_noise if split == 'train' else 0.0
+        anns = write_split(args.out, split, num, args.size, rng, noise, noise_rng)
         counts = np.bincount([a['category_id'] - 1 for a in anns], minlength=len(CLASSES))
         print(f'{split}: {num} images, {len(anns)} objects, per class '
               + ', '.join(f'{c}={n}' for c, n in zip(CLASSES, counts)))

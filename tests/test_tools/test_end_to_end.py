@@ -18,6 +18,38 @@ def test_make_toy_coco_is_deterministic_and_long_tailed(toy, tmp_path):
         (tmp_path / 'train' / '000001.png').read_bytes()
 
 
+def test_label_noise_changes_only_the_training_annotations(toy, tmp_path):
+    share = 0.5
+    out = run('tools/make_toy_coco.py', '--out', str(tmp_path), '--train', '24', '--val',
+              '8', '--seed', '1', '--label-noise', str(share))
+    val = 'annotations/instances_val.json'
+    assert json.load(open(toy / val)) == json.load(open(tmp_path / val))
+    assert (toy / 'train' / '000003.png').read_bytes() == \
+        (tmp_path / 'train' / '000003.png').read_bytes()
+    clean = json.load(open(toy / 'annotations' / 'instances_train.json'))['annotations']
+    noisy = json.load(open(tmp_path / 'annotations' / 'instances_train.json'))['annotations']
+    assert [a['id'] for a in clean] == [a['id'] for a in noisy]
+    relabelled = sum(a['category_id'] != b['category_id'] for a, b in zip(clean, noisy))
+    jittered = sum(a['bbox'] != b['bbox'] for a, b in zip(clean, noisy))
+    assert f'{relabelled} boxes relabelled, {jittered} jittered' in out
+    n = len(clean)  # each a binomial(n, share): within 4 standard deviations
+    for changed in (relabelled, jittered):
+        assert abs(changed - n * share) <= 4 * (n * share * (1 - share)) ** 0.5, out
+    for a in noisy:
+        x, y, w, h = a['bbox']
+        assert w >= 1 and h >= 1 and x >= 0 and y >= 0 and x + w <= 160 and y + h <= 160
+        assert a['area'] == w * h
+
+
+def test_label_noise_must_be_a_share(tmp_path):
+    import subprocess
+    import sys
+    from .conftest import ROOT
+    out = subprocess.run([sys.executable, 'tools/make_toy_coco.py', '--out', str(tmp_path),
+                          '--label-noise', '20'], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and 'must be a share in [0, 1]' in out.stderr
+
+
 def test_default_toy_set_is_long_tailed(tmp_path):
     out = run('tools/make_toy_coco.py', '--out', str(tmp_path), '--val', '1')
     anns = json.load(open(tmp_path / 'annotations' / 'instances_train.json'))

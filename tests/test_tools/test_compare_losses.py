@@ -1,0 +1,57 @@
+"""tools/compare_losses.py: statistics over seeds, reuse of finished runs, schedule."""
+import importlib.util
+import json
+import math
+import os.path as osp
+
+import pytest
+from mmengine.config import Config, DictAction
+
+from .conftest import ROOT
+
+spec = importlib.util.spec_from_file_location(
+    'compare_losses', osp.join(ROOT, 'tools', 'compare_losses.py'))
+compare_losses = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare_losses)
+
+
+def record(seed, mAP, diverged=False):
+    metrics = {m: mAP for m in compare_losses.METRICS}
+    return dict(variant='ghm', seed=seed, iters=10, options=[], minutes=2.0,
+                diverged=diverged, **({} if diverged else metrics))
+
+
+def test_summary_is_over_the_finished_runs_with_sample_std():
+    runs = [record(0, 0.2), record(1, 0.4), record(2, 0.9), record(3, 0, diverged=True)]
+    s = compare_losses.summarise(runs)
+    assert (s['runs'], s['diverged']) == (4, 1)
+    assert s['mAP']['mean'] == pytest.approx(0.5)
+    assert s['mAP']['std'] == pytest.approx(math.sqrt((0.09 + 0.01 + 0.16) / 2))
+    assert (s['mAP']['min'], s['mAP']['max']) == (0.2, 0.9)
+    every_run_diverged = compare_losses.summarise([record(0, 0, diverged=True)])
+    assert math.isnan(every_run_diverged['mAP']['mean'])
+
+
+def test_a_finished_run_is_read_not_trained_again(tmp_path, monkeypatch):
+    stored = record(1, 0.3)
+    (tmp_path / 'run.json').write_text(json.dumps(stored))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError('trained a run that was already finished')
+
+    monkeypatch.setattr(compare_losses.subprocess, 'run', no_training)
+    assert compare_losses.train_one('ghm', 1, 10, [], str(tmp_path), 1) == stored
+    with pytest.raises(AssertionError, match='already finished'):  # other options
+        compare_losses.train_one('ghm', 1, 10, ['a=1'], str(tmp_path), 1)
+
+
+def test_schedule_is_stretched_to_the_iterations():
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'toy', 'ghm_retinanet_toy.py'))
+    parser = compare_losses.argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    options = parser.parse_args(['--cfg-options', *compare_losses.schedule_options(400)])
+    cfg.merge_from_dict(options.cfg_options)
+    steps = cfg.param_scheduler[1]
+    assert cfg.train_cfg.max_iters == cfg.train_cfg.val_interval == steps.end == 400
+    assert steps.milestones == [300, 368]
+    assert cfg.param_scheduler[0].type == 'LinearLR'  # the warm-up is kept
