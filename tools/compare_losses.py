@@ -98,7 +98,8 @@ def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
              '--work-dir', work_dir, '--cfg-options', f'randomness.seed={seed}',
              *schedule_options(iters), *options],
             stdout=out, stderr=subprocess.STDOUT, env=env)
-    record = dict(key, minutes=(time.time() - start) / 60, diverged=proc.returncode != 0)
+    record = dict(key, minutes=(time.time() - start) / 60, diverged=proc.returncode != 0,
+                  machine=machine(), threads=threads)
     if proc.returncode:
         with open(osp.join(work_dir, 'train.out')) as f:
             lines = [line.strip() for line in f if line.strip()]
@@ -110,6 +111,27 @@ def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
     with open(record_path, 'w') as f:
         json.dump(record, f, indent=2)
     return record
+
+
+def collect(out_dir: str) -> dict:
+    """``{tag: {variant, iters, options, runs}}`` from every OUT/<tag>/seed*/run.json,
+    so comparisons run by separate calls (or at the same time) all end up in one
+    table."""
+    results = {}
+    for path in sorted(glob.glob(osp.join(out_dir, '*', 'seed*', 'run.json'))):
+        with open(path) as f:
+            run = json.load(f)
+        tag = osp.basename(osp.dirname(osp.dirname(path)))
+        entry = results.setdefault(tag, dict(variant=run['variant'], iters=run['iters'],
+                                             options=run['options'], runs=[]))
+        if (entry['variant'], entry['iters'], entry['options']) != (
+                run['variant'], run['iters'], run['options']):
+            raise ValueError(f'{osp.join(out_dir, tag)} mixes runs of different variants, '
+                             'iterations or options; remove it or give another --tag.')
+        entry['runs'].append(run)
+    for entry in results.values():
+        entry['runs'].sort(key=lambda r: r['seed'])
+    return results
 
 
 def summarise(runs: list) -> dict:
@@ -162,27 +184,18 @@ def main():
     jobs = [(args.tag or v, v, seed) for seed in range(args.seeds) for v in args.variants]
     start = time.time()
     with ThreadPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(lambda job: (job[0], train_one(
+        list(pool.map(lambda job: train_one(
             job[1], job[2], args.iters, args.cfg_options,
-            osp.join(args.out_dir, job[0], f'seed{job[2]}'), threads)), jobs))
-    results_path = osp.join(args.out_dir, 'results.json')
-    results = {}
-    if osp.exists(results_path):
-        with open(results_path) as f:
-            results = json.load(f)
-    for tag in dict.fromkeys(t for t, _ in runs):
-        results[tag] = dict(variant=runs[[t for t, _ in runs].index(tag)][1]['variant'],
-                            iters=args.iters, options=args.cfg_options,
-                            machine=machine(), runs=[r for t, r in runs if t == tag])
-    with open(results_path, 'w') as f:
+            osp.join(args.out_dir, job[0], f'seed{job[2]}'), threads), jobs))
+    results = collect(args.out_dir)
+    with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
         json.dump(results, f, indent=2)
-    text = table(results)
     with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
-        f.write(f'{machine()}; seeds 0..K-1 per tag, iterations and options in '
-                f'results.json\n\n{text}\n')
+        f.write(f'Every tag under {args.out_dir}; machines and options in results.json\n\n'
+                f'{table(results)}\n')
+    this_call = {tag: results[tag] for tag in dict.fromkeys(job[0] for job in jobs)}
     print(f'\n{machine()}, {args.jobs} run(s) in parallel, this call '
-          f'{(time.time() - start) / 60:.1f} min\n{text}')
-
+          f'{(time.time() - start) / 60:.1f} min\n{table(this_call)}')
 
 if __name__ == '__main__':
     main()

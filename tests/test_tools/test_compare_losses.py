@@ -55,3 +55,19 @@ def test_schedule_is_stretched_to_the_iterations():
     assert cfg.train_cfg.max_iters == cfg.train_cfg.val_interval == steps.end == 400
     assert steps.milestones == [300, 368]
     assert cfg.param_scheduler[0].type == 'LinearLR'  # the warm-up is kept
+
+
+def test_collect_groups_every_stored_run_by_tag(tmp_path):
+    for tag, seed, run in (('ghm', 1, record(1, 0.4)), ('ghm', 0, record(0, 0.2)),
+                           ('ghm_mom0', 0, dict(record(0, 0.3), options=['x=0']))):
+        (tmp_path / tag / f'seed{seed}').mkdir(parents=True)
+        (tmp_path / tag / f'seed{seed}' / 'run.json').write_text(json.dumps(run))
+    results = compare_losses.collect(str(tmp_path))
+    assert [r['seed'] for r in results['ghm']['runs']] == [0, 1]
+    assert results['ghm_mom0']['options'] == ['x=0']
+    assert '| ghm_mom0 | 10 | 1 | 0 |' in compare_losses.table(results)
+    (tmp_path / 'ghm' / 'seed2').mkdir()
+    (tmp_path / 'ghm' / 'seed2' / 'run.json').write_text(json.dumps(
+        dict(record(2, 0.1), iters=20)))
+    with pytest.raises(ValueError, match='mixes runs'):
+        compare_losses.collect(str(tmp_path))
