@@ -79,8 +79,9 @@ def schedule_options(iters: int) -> list:
 
 
 def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
-              threads: int) -> dict:
-    """Trains one run (or reads its stored result) and returns its record."""
+              threads: int, echo: bool = False) -> dict:
+    """Trains one run (or reads its stored result) and returns its record. The
+    training log goes to ``work_dir/train.out`` (and to stdout with ``echo``)."""
     record_path = osp.join(work_dir, 'run.json')
     key = dict(variant=variant, seed=seed, iters=iters, options=options)
     if osp.exists(record_path):
@@ -93,11 +94,16 @@ def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.time()
     with open(osp.join(work_dir, 'train.out'), 'w') as out:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config,
              '--work-dir', work_dir, '--cfg-options', f'randomness.seed={seed}',
              *schedule_options(iters), *options],
-            stdout=out, stderr=subprocess.STDOUT, env=env)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        for line in proc.stdout:
+            out.write(line)
+            if echo:
+                sys.stdout.write(line)
+        proc.wait()
     record = dict(key, minutes=(time.time() - start) / 60, diverged=proc.returncode != 0,
                   machine=machine(), threads=threads)
     if proc.returncode:

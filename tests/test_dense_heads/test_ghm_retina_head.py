@@ -61,7 +61,7 @@ def total(losses):
 
 
 def test_batch_scope_equals_losses_on_concatenated_anchors():
-    head = MODELS.build(head_cfg('GHMRetinaHead', GHM_LOSSES))
+    head = MODELS.build(head_cfg('GHMRetinaHead', GHM_LOSSES, loss_scope='batch'))
     by_hand = copy.deepcopy(head)  # fresh EMA, same config
     for seed in range(3):
         cls_scores, bbox_preds, gts, metas = batch(seed)
@@ -86,8 +86,11 @@ def with_grad(maps):
     return [m.clone().requires_grad_() for m in maps]
 
 
-def test_level_scope_equals_mmdet_retina_head_with_mmdet_ghm():
-    ours = MODELS.build(head_cfg('GHMRetinaHead', GHM_LOSSES, loss_scope='level'))
+def test_default_scope_equals_mmdet_retina_head_with_mmdet_ghm():
+    # the default is the authors' per-level loss, which the published numbers and
+    # loss weights come from (a batch-scope default trained unreliably)
+    ours = MODELS.build(head_cfg('GHMRetinaHead', GHM_LOSSES))
+    assert ours.loss_scope == 'level'
     ref = MODELS.build(head_cfg('RetinaHead', MMDET_GHM_LOSSES))
     assert type(ref) is RetinaHead
     for seed in range(3):
@@ -117,7 +120,8 @@ def test_batch_scope_pairs_each_prediction_with_its_own_target(decoded):
     # meets its own target; decoded: GIoU on boxes decoded from the anchors
     losses = dict(FOCAL_LOSSES, loss_bbox=dict(type='GIoULoss', loss_weight=2.0)
                   if decoded else FOCAL_LOSSES['loss_bbox'])
-    ours = MODELS.build(head_cfg('GHMRetinaHead', losses, reg_decoded_bbox=decoded))
+    ours = MODELS.build(head_cfg('GHMRetinaHead', losses, reg_decoded_bbox=decoded,
+                                 loss_scope='batch'))
     ref = MODELS.build(head_cfg('RetinaHead', losses, reg_decoded_bbox=decoded))
     cls_scores, bbox_preds, gts, metas = batch(4)
     grads = []
@@ -132,7 +136,7 @@ def test_batch_scope_pairs_each_prediction_with_its_own_target(decoded):
 
 
 def test_stateless_losses_give_retina_head_result():
-    ours = MODELS.build(head_cfg('GHMRetinaHead', FOCAL_LOSSES))
+    ours = MODELS.build(head_cfg('GHMRetinaHead', FOCAL_LOSSES, loss_scope='batch'))
     ref = MODELS.build(head_cfg('RetinaHead', FOCAL_LOSSES))
     cls_scores, bbox_preds, gts, metas = batch(0)
     losses = total(ours.loss_by_feat(cls_scores, bbox_preds, gts, metas))
@@ -142,7 +146,7 @@ def test_stateless_losses_give_retina_head_result():
 
 
 def test_batch_scope_gradients_flow_to_every_level():
-    head = MODELS.build(head_cfg('GHMRetinaHead', GHM_LOSSES))
+    head = MODELS.build(head_cfg('GHMRetinaHead', GHM_LOSSES, loss_scope='batch'))
     cls_scores, bbox_preds, gts, metas = batch(1)
     for t in cls_scores + bbox_preds:
         t.requires_grad_()
@@ -168,7 +172,7 @@ def test_our_losses_need_no_use_sigmoid_in_config(loss_cls, sigmoid):
     if not sigmoid:  # C + 1 scores per anchor
         cls_scores = [torch.randn(2, 9 * (NUM_CLASSES + 1), *s.shape[-2:])
                       for s in cls_scores]
-    losses = head.loss_by_feat(cls_scores, bbox_preds, gts, metas)
+    losses = total(head.loss_by_feat(cls_scores, bbox_preds, gts, metas))
     assert torch.isfinite(losses['loss_cls'])
 
 
@@ -184,16 +188,17 @@ def test_bad_loss_scope():
         GHMRetinaHead(num_classes=2, in_channels=4, loss_scope='image')
 
 
+@pytest.mark.parametrize('scope', ['level', 'batch'])
 @pytest.mark.parametrize('losses', [GHM_LOSSES, FOCAL_LOSSES])
-def test_images_without_objects_give_finite_losses(losses):
-    head = MODELS.build(head_cfg('GHMRetinaHead', losses))
+def test_images_without_objects_give_finite_losses(losses, scope):
+    head = MODELS.build(head_cfg('GHMRetinaHead', losses, loss_scope=scope))
     cls_scores, bbox_preds, gts, metas = batch(2)
     empty = InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))
     for images, no_objects in (([gts[0], empty], False), ([empty, empty], True)):
         for t in cls_scores + bbox_preds:
             t.grad = None
             t.requires_grad_()
-        losses_out = head.loss_by_feat(cls_scores, bbox_preds, images, metas)
+        losses_out = total(head.loss_by_feat(cls_scores, bbox_preds, images, metas))
         sum(losses_out.values()).backward()
         assert all(torch.isfinite(v) for v in losses_out.values())
         assert all(torch.isfinite(t.grad).all() for t in cls_scores + bbox_preds)
