@@ -180,13 +180,15 @@ def main():
                         'default the variant name')
     parser.add_argument('--jobs', type=int, default=1,
                         help='runs in parallel, the cores shared among them')
+    parser.add_argument('--threads', type=int,
+                        help='torch threads per run; default the cores / --jobs')
     parser.add_argument('--out-dir', default=osp.join('work_dirs', 'compare'))
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f'--seeds must be >= 1, got {args.seeds}')
     if args.tag and len(args.variants) != 1:
         parser.error('--tag names the result of one variant; give one --variants')
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     jobs = [(args.tag or v, v, seed) for seed in range(args.seeds) for v in args.variants]
     start = time.time()
     with ThreadPoolExecutor(args.jobs) as pool:

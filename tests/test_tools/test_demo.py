@@ -1,0 +1,50 @@
+"""tools/demo.py: the closing lines put the run's mAP next to the README's range."""
+import importlib.util
+import json
+import os.path as osp
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+spec = importlib.util.spec_from_file_location('demo', osp.join(ROOT, 'tools', 'demo.py'))
+demo = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(demo)
+
+
+def measured_runs(*maps):
+    return [dict(variant='ghm', seed=i, iters=1500, options=[], minutes=9.0, threads=1,
+                 machine='AMD EPYC, 2 cores', diverged=False, mAP=m, AP75=m, AP_ring=m,
+                 AP_cross=m) for i, m in enumerate(maps)]
+
+
+@pytest.mark.parametrize('mAP, verdict', [(0.45, 'within it'), (0.2, 'OUTSIDE it')])
+def test_demo_prints_the_run_next_to_the_measured_range(tmp_path, monkeypatch, capsys,
+                                                        mAP, verdict):
+    results = tmp_path / 'toy_results.json'
+    results.write_text(json.dumps(dict(ghm=dict(
+        variant='ghm', iters=1500, options=[], runs=measured_runs(0.3, 0.5, 0.6)))))
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    (work_dir / 'density_bbox_head_loss_cls_density.png').write_bytes(b'png')
+    (work_dir / 'run.json').write_text('{}')  # an earlier demo's result
+    trained = {}
+
+    def train_one(variant, seed, iters, options, work_dir, threads, echo):
+        assert not osp.exists(osp.join(work_dir, 'run.json'))  # trains again
+        trained.update(variant=variant, seed=seed, iters=iters, threads=threads)
+        return dict(measured_runs(mAP)[0], AP50=0.9, minutes=8.0)
+
+    monkeypatch.setattr(demo, 'MEASURED', str(results))
+    monkeypatch.setattr(demo, 'train_one', train_one)
+    monkeypatch.setattr(sys, 'argv', ['demo.py', '--work-dir', str(work_dir)])
+    demo.main()
+    out = capsys.readouterr().out
+    assert trained == dict(variant='ghm', seed=0, iters=1500, threads=1)
+    assert f'bbox mAP {mAP:.3f}' in out
+    assert 'seeds 0..2 on AMD EPYC, 2 cores: bbox mAP 0.467 ± 0.153, range [0.300, 0.600]' \
+        in out
+    assert verdict in out
+    assert 'density_bbox_head_loss_cls_density.png' in out
