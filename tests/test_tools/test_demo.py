@@ -20,7 +20,8 @@ def measured_runs(*maps):
                  AP_cross=m) for i, m in enumerate(maps)]
 
 
-@pytest.mark.parametrize('mAP, verdict', [(0.45, 'within it'), (0.2, 'OUTSIDE it')])
+@pytest.mark.parametrize('mAP, verdict', [(0.45, 'within it'), (0.2, 'OUTSIDE it'),
+                                          (0.7, 'OUTSIDE it')])
 def test_demo_prints_the_run_next_to_the_measured_range(tmp_path, monkeypatch, capsys,
                                                         mAP, verdict):
     results = tmp_path / 'toy_results.json'
