@@ -48,17 +48,22 @@ def machine() -> str:
     return f'{model}, {os.cpu_count()} cores'
 
 
-def final_metrics(work_dir: str) -> dict:
-    """The run's last CocoMetric record and its last logged training record."""
+def training_records(work_dir: str) -> list:
+    """The records of the run's (last) scalars.json."""
     logs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     if not logs:
         raise FileNotFoundError(f'no scalars.json under {work_dir}: did training fail?')
     with open(logs[-1]) as f:
-        records = [json.loads(line) for line in f]
+        return [json.loads(line) for line in f]
+
+
+def final_metrics(work_dir: str) -> dict:
+    """The run's last CocoMetric record and its last logged training losses."""
+    records = training_records(work_dir)
     evaluated = [r for r in records if 'coco/bbox_mAP' in r]
     trained = [r for r in records if 'loss' in r]
     if not evaluated:
-        raise RuntimeError(f'{logs[-1]} has no CocoMetric result')
+        raise RuntimeError(f'{work_dir}: the log has no CocoMetric result')
     metric = evaluated[-1]
     result = dict(mAP=metric['coco/bbox_mAP'], AP50=metric['coco/bbox_mAP_50'],
                   AP75=metric['coco/bbox_mAP_75'],
@@ -67,6 +72,22 @@ def final_metrics(work_dir: str) -> dict:
         result.update({k: trained[-1][k] for k in ('loss_cls', 'loss_bbox')
                        if k in trained[-1]})
     return result
+
+
+def stall_signals(work_dir: str) -> dict:
+    """Means over the second half of training of what DensityLoggerHook and
+    mmengine log: each GHM loss's last-bin share and largest weight
+    (``<loss>/last_bin_share``, ``<loss>/max_weight``) and the gradient norm."""
+    records = training_records(work_dir)
+    last_step = max(r.get('step', 0) for r in records)
+    late = [r for r in records if r.get('step', 0) > last_step / 2]
+    signals = {}
+    for r in late:
+        for key, value in r.items():
+            if key.endswith(('/last_bin_share', '/max_weight')) or key == 'grad_norm':
+                name = key.replace('ghm/bbox_head.', '').replace('.density', '')
+                signals.setdefault(name, []).append(value)
+    return {k: sum(v) / len(v) for k, v in signals.items()}
 
 
 def schedule_options(iters: int) -> list:
@@ -134,7 +155,7 @@ def collect(out_dir: str) -> dict:
                 run['variant'], run['iters'], run['options']):
             raise ValueError(f'{osp.join(out_dir, tag)} mixes runs of different variants, '
                              'iterations or options; remove it or give another --tag.')
-        entry['runs'].append(run)
+        entry['runs'].append(dict(run, _path=path))
     for entry in results.values():
         entry['runs'].sort(key=lambda r: r['seed'])
     return results
@@ -169,6 +190,24 @@ def table(results: dict) -> str:
     return '\n'.join(lines)
 
 
+def per_run_table(results: dict, tags: list) -> str:
+    """One row per run: its metrics, final GHM-R loss and stall signals."""
+    names = ('loss_bbox/last_bin_share', 'loss_bbox/max_weight', 'loss_cls/max_weight',
+             'grad_norm')
+    lines = ['| variant | seed | bbox mAP | AP75 | final loss_bbox | ' + ' | '.join(names)
+             + ' |', '|---|---:|---:|---:|---:|' + '---:|' * len(names)]
+    for tag in tags:
+        for run in results[tag]['runs']:
+            if run['diverged']:
+                lines.append(f'| {tag} | {run["seed"]} | diverged: {run.get("error")} |')
+                continue
+            signals = stall_signals(osp.dirname(run['_path']))
+            cells = [f'{signals[n]:.3g}' if n in signals else '' for n in names]
+            lines.append(f'| {tag} | {run["seed"]} | {run["mAP"]:.3f} | {run["AP75"]:.3f} | '
+                         f'{run.get("loss_bbox", math.nan):.3f} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--seeds', type=int, default=3, help='seeds 0 .. K-1')
@@ -183,7 +222,15 @@ def main():
     parser.add_argument('--threads', type=int,
                         help='torch threads per run; default the cores / --jobs')
     parser.add_argument('--out-dir', default=osp.join('work_dirs', 'compare'))
+    parser.add_argument('--per-run', nargs='*', metavar='TAG',
+                        help='only print one row per stored run of these tags (all '
+                        'without a tag): metrics and the stall signals of the second '
+                        'half of training; trains nothing')
     args = parser.parse_args()
+    if args.per_run is not None:
+        results = collect(args.out_dir)
+        print(per_run_table(results, args.per_run or list(results)))
+        return
     if args.seeds < 1:
         parser.error(f'--seeds must be >= 1, got {args.seeds}')
     if args.tag and len(args.variants) != 1:

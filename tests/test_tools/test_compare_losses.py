@@ -71,3 +71,17 @@ def test_collect_groups_every_stored_run_by_tag(tmp_path):
         dict(record(2, 0.1), iters=20)))
     with pytest.raises(ValueError, match='mixes runs'):
         compare_losses.collect(str(tmp_path))
+
+
+def test_stall_signals_average_the_second_half_of_training(tmp_path):
+    logged = tmp_path / '20260101_000000' / 'vis_data'
+    logged.mkdir(parents=True)
+    share = 'ghm/bbox_head.loss_bbox.density/last_bin_share'
+    records = [{'step': 50, share: 0.9, 'grad_norm': 9.0},
+               {'step': 100, share: 0.8, 'grad_norm': 4.0, 'loss': 1.0},
+               {'step': 150, share: 0.6, 'grad_norm': 2.0, 'loss': 1.0},
+               {'step': 150, 'coco/bbox_mAP': 0.5}]
+    (logged / 'scalars.json').write_text('\n'.join(json.dumps(r) for r in records))
+    signals = compare_losses.stall_signals(str(tmp_path))
+    assert signals == {'loss_bbox/last_bin_share': pytest.approx(0.7),
+                       'grad_norm': pytest.approx(3.0)}
