@@ -114,7 +114,7 @@ def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
     os.makedirs(work_dir, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.time()
-    with open(osp.join(work_dir, 'train.out'), 'w') as out:
+    with open(osp.join(work_dir, 'train.out'), 'w', buffering=1) as out:
         proc = subprocess.Popen(
             [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config,
              '--work-dir', work_dir, '--cfg-options', f'randomness.seed={seed}',
