@@ -25,8 +25,9 @@ def measured_runs(*maps):
 def test_demo_prints_the_run_next_to_the_measured_range(tmp_path, monkeypatch, capsys,
                                                         mAP, verdict):
     results = tmp_path / 'toy_results.json'
-    results.write_text(json.dumps(dict(ghm=dict(
-        variant='ghm', iters=1500, options=[], runs=measured_runs(0.3, 0.5, 0.6)))))
+    results.write_text(json.dumps({'ghm_mu0.2': dict(
+        variant='ghm', iters=1500, options=['model.bbox_head.loss_bbox.mu=0.2'],
+        runs=measured_runs(0.3, 0.5, 0.6))}))
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
     (work_dir / 'density_bbox_head_loss_cls_density.png').write_bytes(b'png')
@@ -35,7 +36,8 @@ def test_demo_prints_the_run_next_to_the_measured_range(tmp_path, monkeypatch, c
 
     def train_one(variant, seed, iters, options, work_dir, threads, echo):
         assert not osp.exists(osp.join(work_dir, 'run.json'))  # trains again
-        trained.update(variant=variant, seed=seed, iters=iters, threads=threads)
+        trained.update(variant=variant, seed=seed, iters=iters, options=options,
+                       threads=threads)
         return dict(measured_runs(mAP)[0], AP50=0.9, minutes=8.0)
 
     monkeypatch.setattr(demo, 'MEASURED', str(results))
@@ -43,9 +45,19 @@ def test_demo_prints_the_run_next_to_the_measured_range(tmp_path, monkeypatch, c
     monkeypatch.setattr(sys, 'argv', ['demo.py', '--work-dir', str(work_dir)])
     demo.main()
     out = capsys.readouterr().out
-    assert trained == dict(variant='ghm', seed=0, iters=1500, threads=1)
+    assert trained == dict(variant='ghm', seed=0, iters=1500, threads=1,
+                           options=['model.bbox_head.loss_bbox.mu=0.2'])
     assert f'bbox mAP {mAP:.3f}' in out
-    assert 'seeds 0..2 on AMD EPYC, 2 cores: bbox mAP 0.467 ± 0.153, range [0.300, 0.600]' \
+    assert 'ghm_mu0.2), seeds 0..2 on AMD EPYC, 2 cores: bbox mAP 0.467 ± 0.153, range [0.300, 0.600]' \
         in out
     assert verdict in out
     assert 'density_bbox_head_loss_cls_density.png' in out
+
+
+def test_demo_names_the_measured_rows_for_an_unknown_tag(tmp_path, monkeypatch):
+    results = tmp_path / 'toy_results.json'
+    results.write_text(json.dumps({'focal': {}}))
+    monkeypatch.setattr(demo, 'MEASURED', str(results))
+    monkeypatch.setattr(sys, 'argv', ['demo.py', '--tag', 'ghm_level'])
+    with pytest.raises(SystemExit, match="no row 'ghm_level'.*measured rows: focal"):
+        demo.main()
