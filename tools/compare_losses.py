@@ -155,7 +155,10 @@ def collect(out_dir: str) -> dict:
                 run['variant'], run['iters'], run['options']):
             raise ValueError(f'{osp.join(out_dir, tag)} mixes runs of different variants, '
                              'iterations or options; remove it or give another --tag.')
-        entry['runs'].append(dict(run, _path=path))
+        logged = glob.glob(osp.join(osp.dirname(path), '*', 'vis_data', 'scalars.json'))
+        if logged:  # blank in the per-run table where the logs are gone
+            run['signals'] = stall_signals(osp.dirname(path))
+        entry['runs'].append(run)
     for entry in results.values():
         entry['runs'].sort(key=lambda r: r['seed'])
     return results
@@ -201,7 +204,7 @@ def per_run_table(results: dict, tags: list) -> str:
             if run['diverged']:
                 lines.append(f'| {tag} | {run["seed"]} | diverged: {run.get("error")} |')
                 continue
-            signals = stall_signals(osp.dirname(run['_path']))
+            signals = run.get('signals', {})
             cells = [f'{signals[n]:.3g}' if n in signals else '' for n in names]
             lines.append(f'| {tag} | {run["seed"]} | {run["mAP"]:.3f} | {run["AP75"]:.3f} | '
                          f'{run.get("loss_bbox", math.nan):.3f} | ' + ' | '.join(cells) + ' |')
