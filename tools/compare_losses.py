@@ -225,11 +225,21 @@ def main():
     parser.add_argument('--threads', type=int,
                         help='torch threads per run; default the cores / --jobs')
     parser.add_argument('--out-dir', default=osp.join('work_dirs', 'compare'))
+    parser.add_argument('--results', metavar='JSON',
+                        help='print the summary and per-run tables of a stored '
+                        'results.json (e.g. docs/toy_results.json; the tags of '
+                        '--per-run, or all) and train nothing')
     parser.add_argument('--per-run', nargs='*', metavar='TAG',
                         help='only print one row per stored run of these tags (all '
                         'without a tag): metrics and the stall signals of the second '
                         'half of training; trains nothing')
     args = parser.parse_args()
+    if args.results:  # print the tables of a stored comparison
+        with open(args.results) as f:
+            results = json.load(f)
+        tags = args.per_run or list(results)
+        print(table({t: results[t] for t in tags}) + '\n\n' + per_run_table(results, tags))
+        return
     if args.per_run is not None:
         results = collect(args.out_dir)
         print(per_run_table(results, args.per_run or list(results)))
