@@ -1,7 +1,7 @@
 """Two gloo ranks with half a batch each against one process with the whole
 batch (run by tests/test_tools/test_ddp_equivalence.py).
 
-    python tests/ddp_equivalence.py SCOPE SYNC OUT.pt
+    python tests/ddp_equivalence.py SYNC OUT.pt
 
 Each rank builds the same GHMRetinaHead (GHM-C + GHM-R), wraps it in DDP,
 runs its half of a 4-image batch through forward, ``loss_by_feat`` and
@@ -28,8 +28,8 @@ register_all_modules()
 IMAGES, CHANNELS = 4, 8
 
 
-def build_head(scope, sync):
-    cfg = head_cfg('GHMRetinaHead', GHM_LOSSES, loss_scope=scope)
+def build_head(sync):
+    cfg = head_cfg('GHMRetinaHead', GHM_LOSSES)
     cfg['loss_cls'] = dict(cfg['loss_cls'], sync_density=sync)
     cfg['loss_bbox'] = dict(cfg['loss_bbox'], sync_density=sync)
     torch.manual_seed(0)
@@ -56,16 +56,16 @@ def step(model, head, images):
     cls_scores, bbox_preds = model([f[images] for f in feats])
     losses = head.loss_by_feat(cls_scores, bbox_preds, [gts[i] for i in images],
                                [metas[i] for i in images])
-    sum(sum(v) if isinstance(v, list) else v for v in losses.values()).backward()
+    sum(sum(v) for v in losses.values()).backward()
     return dict(grads={n: p.grad.clone() for n, p in head.named_parameters()},
                 ema={n: b.clone() for n, b in head.named_buffers() if n.endswith('acc_sum')})
 
 
-def rank_main(rank, scope, sync, out, port):
+def rank_main(rank, sync, out, port):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     dist.init_process_group('gloo', rank=rank, world_size=2)
     torch.set_num_threads(1)
-    head = build_head(scope, sync)
+    head = build_head(sync)
     model = torch.nn.parallel.DistributedDataParallel(head, broadcast_buffers=False)
     half = IMAGES // 2
     result = step(model, head, list(range(rank * half, (rank + 1) * half)))
@@ -76,7 +76,7 @@ def rank_main(rank, scope, sync, out, port):
 
 
 if __name__ == '__main__':
-    scope, sync, out = sys.argv[1], sys.argv[2] == 'sync', sys.argv[3]
-    head = build_head(scope, sync)
+    sync, out = sys.argv[1] == 'sync', sys.argv[2]
+    head = build_head(sync)
     torch.save(step(head, head, list(range(IMAGES))), f'{out}.single')
-    mp.spawn(rank_main, args=(scope, sync, out, 29500 + os.getpid() % 1000), nprocs=2)
+    mp.spawn(rank_main, args=(sync, out, 29500 + os.getpid() % 1000), nprocs=2)

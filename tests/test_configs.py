@@ -14,11 +14,11 @@ CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
 
 def test_every_variant_is_there():
     names = {osp.relpath(p, osp.join(ROOT, 'configs')) for p in CONFIGS}
-    assert {'ghm/ghm_retinanet_r50_fpn_1x_coco.py', 'ghm/ghm_batch_retinanet_r50_fpn_1x_coco.py',
+    assert {'ghm/ghm_retinanet_r50_fpn_1x_coco.py',
             'focal/focal_retinanet_r50_fpn_1x_coco.py',
             'cb_focal/cb_focal_retinanet_r50_fpn_1x_coco.py',
             'voc/ghm_retinanet_r50_fpn_1x_voc0712.py'} <= names
-    assert len([n for n in names if n.startswith('toy/')]) == 6
+    assert len([n for n in names if n.startswith('toy/')]) == 5
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, ROOT))
@@ -34,5 +34,4 @@ def test_config_builds(path):
         assert type(head.loss_cls).__name__ == 'GHMCLoss'
         assert (head.loss_cls.density.bins, head.loss_cls.density.momentum) == (30, 0.75)
         assert type(head.loss_bbox).__name__ == 'GHMRLoss'
-        assert head.loss_scope == ('batch' if 'batch' in path else 'level')
         assert cfg.optim_wrapper.clip_grad.max_norm == 35

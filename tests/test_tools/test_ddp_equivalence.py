@@ -2,24 +2,22 @@
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from .conftest import ROOT
 
 
-def run(tmp_path, scope, sync):
-    out = tmp_path / f'{scope}-{sync}'
-    proc = subprocess.run([sys.executable, 'tests/ddp_equivalence.py', scope, sync, str(out)],
+def run(tmp_path, sync):
+    out = tmp_path / sync
+    proc = subprocess.run([sys.executable, 'tests/ddp_equivalence.py', sync, str(out)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return [torch.load(f'{out}.{who}', weights_only=False)
             for who in ('single', 'rank0', 'rank1')]
 
 
-@pytest.mark.parametrize('scope', ['batch', 'level'])
-def test_two_ranks_with_sync_equal_one_process(tmp_path, scope):
-    single, rank0, rank1 = run(tmp_path, scope, 'sync')
+def test_two_ranks_with_sync_equal_one_process(tmp_path):
+    single, rank0, rank1 = run(tmp_path, 'sync')
     assert single['grads'].keys() == rank0['grads'].keys() and single['grads']
     for name, grad in single['grads'].items():
         assert grad.abs().sum() > 0, name
@@ -35,9 +33,8 @@ def test_two_ranks_with_sync_equal_one_process(tmp_path, scope):
         torch.testing.assert_close(rank1['ema'][name], ema, rtol=0, atol=0, msg=name)
 
 
-@pytest.mark.parametrize('scope', ['batch', 'level'])
-def test_without_sync_each_rank_weights_its_own_half(tmp_path, scope):
-    single, rank0, rank1 = run(tmp_path, scope, 'nosync')
+def test_without_sync_each_rank_weights_its_own_half(tmp_path):
+    single, rank0, rank1 = run(tmp_path, 'nosync')
     for name, ema in single['ema'].items():  # per-rank histograms
         assert not torch.equal(rank0['ema'][name], rank1['ema'][name]), name
         assert not torch.equal(rank0['ema'][name], ema), name
