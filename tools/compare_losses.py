@@ -195,6 +195,10 @@ def table(results: dict) -> str:
 
 def per_run_table(results: dict, tags: list) -> str:
     """One row per run: its metrics, final GHM-R loss and stall signals."""
+    unknown = [t for t in tags if t not in results]
+    if unknown:
+        raise SystemExit(f'compare_losses: no finished runs of {", ".join(unknown)}; '
+                         f'the stored tags are {", ".join(results) or "none"}.')
     names = ('loss_bbox/last_bin_share', 'loss_bbox/max_weight', 'loss_cls/max_weight',
              'grad_norm')
     lines = ['| variant | seed | bbox mAP | AP75 | final loss_bbox | ' + ' | '.join(names)

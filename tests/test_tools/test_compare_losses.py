@@ -85,3 +85,9 @@ def test_stall_signals_average_the_second_half_of_training(tmp_path):
     signals = compare_losses.stall_signals(str(tmp_path))
     assert signals == {'loss_bbox/last_bin_share': pytest.approx(0.7),
                        'grad_norm': pytest.approx(3.0)}
+
+
+def test_an_unknown_tag_names_the_stored_ones():
+    with pytest.raises(SystemExit, match='no finished runs of ghm_x; the stored tags '
+                       'are ghm'):
+        compare_losses.per_run_table({'ghm': dict(runs=[])}, ['ghm_x'])
