@@ -242,7 +242,8 @@ def main():
         with open(args.results) as f:
             results = json.load(f)
         tags = args.per_run or list(results)
-        print(table({t: results[t] for t in tags}) + '\n\n' + per_run_table(results, tags))
+        runs = per_run_table(results, tags)  # checks the tags
+        print(table({t: results[t] for t in tags}) + '\n\n' + runs)
         return
     if args.per_run is not None:
         results = collect(args.out_dir)
