@@ -263,9 +263,12 @@ def main():
     results = collect(args.out_dir)
     with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
         json.dump(results, f, indent=2)
+    runs = [run for entry in results.values() for run in entry['runs']]
+    machines = sorted({run.get('machine', 'not recorded') for run in runs})
     with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
-        f.write(f'Every tag under {args.out_dir}; machines and options in results.json\n\n'
-                f'{table(results)}\n')
+        f.write(f'Every tag under {args.out_dir}, trained on {"; ".join(machines)}: '
+                f'{len(runs)} runs, {sum(r["minutes"] for r in runs):.0f} run-minutes '
+                f'in all; options in results.json\n\n{table(results)}\n')
     this_call = {tag: results[tag] for tag in dict.fromkeys(job[0] for job in jobs)}
     print(f'\n{machine()}, {args.jobs} run(s) in parallel, this call '
           f'{(time.time() - start) / 60:.1f} min\n{table(this_call)}')
