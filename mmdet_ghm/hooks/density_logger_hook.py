@@ -38,7 +38,7 @@ def plot_density(name: str, density: GradientDensity, signals: Dict[str, list],
     ax.set_xlim(0, 1)
     twin = ax.twinx()
     twin.plot(centers[nonempty], weights[nonempty], 'o-', color='tab:red',
-              label='weight applied in the last batch, tot / GD(g) / n')
+              label='weight in the last training call, tot / GD(g) / n')
     twin.set_ylabel('weight')
     twin.set_yscale('log')
     ax.set_title(name, fontsize=9)
