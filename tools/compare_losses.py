@@ -57,17 +57,29 @@ def training_records(work_dir: str) -> list:
         return [json.loads(line) for line in f]
 
 
-def final_metrics(work_dir: str) -> dict:
-    """The run's last CocoMetric record and its last logged training losses."""
+# what mmdet's CocoMetric logs, instead of metrics, for a model that detects nothing
+NO_DETECTIONS = 'The testing results of the whole dataset is empty'
+
+
+def final_metrics(work_dir: str, iters: int) -> dict:
+    """The run's last CocoMetric record and its last logged training losses. A
+    model that detected nothing above the score threshold (CocoMetric logs no
+    metrics for it) scores 0 everywhere and is marked ``no_detections``."""
     records = training_records(work_dir)
     evaluated = [r for r in records if 'coco/bbox_mAP' in r]
     trained = [r for r in records if 'loss' in r]
-    if not evaluated:
-        raise RuntimeError(f'{work_dir}: the log has no CocoMetric result')
-    metric = evaluated[-1]
-    result = dict(mAP=metric['coco/bbox_mAP'], AP50=metric['coco/bbox_mAP_50'],
-                  AP75=metric['coco/bbox_mAP_75'],
-                  **{f'AP_{c}': metric[f'coco/{c}_precision'] for c in RAREST})
+    if evaluated:
+        metric = evaluated[-1]
+        result = dict(mAP=metric['coco/bbox_mAP'], AP50=metric['coco/bbox_mAP_50'],
+                      AP75=metric['coco/bbox_mAP_75'],
+                      **{f'AP_{c}': metric[f'coco/{c}_precision'] for c in RAREST})
+    else:
+        with open(osp.join(work_dir, 'train.out')) as f:
+            detected_nothing = NO_DETECTIONS in f.read()
+        if not (detected_nothing and trained and trained[-1]['step'] == iters):
+            raise RuntimeError(f'{work_dir}: the log has no CocoMetric result')
+        result = dict(mAP=0.0, AP50=0.0, AP75=0.0, **{f'AP_{c}': 0.0 for c in RAREST},
+                      no_detections=True)
     if trained:
         result.update({k: trained[-1][k] for k in ('loss_cls', 'loss_bbox')
                        if k in trained[-1]})
@@ -132,7 +144,7 @@ def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
             lines = [line.strip() for line in f if line.strip()]
         record['error'] = lines[-1] if lines else f'exit code {proc.returncode}'
     else:
-        record.update(final_metrics(work_dir))
+        record.update(final_metrics(work_dir, iters))
         record['diverged'] = not all(math.isfinite(record.get(k, 0.0))
                                      for k in ('loss_cls', 'loss_bbox'))
     with open(record_path, 'w') as f:

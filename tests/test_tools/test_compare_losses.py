@@ -91,3 +91,22 @@ def test_an_unknown_tag_names_the_stored_ones():
     with pytest.raises(SystemExit, match='no finished runs of ghm_x; the stored tags '
                        'are ghm'):
         compare_losses.per_run_table({'ghm': dict(runs=[])}, ['ghm_x'])
+
+
+@pytest.mark.parametrize('message, finished', [(True, True), (False, True), (True, False)])
+def test_a_model_that_detects_nothing_scores_zero(tmp_path, message, finished):
+    logged = tmp_path / '20260101_000000' / 'vis_data'
+    logged.mkdir(parents=True)
+    records = [{'step': 5, 'loss': 2.0, 'loss_cls': 1.5, 'loss_bbox': 0.5},
+               {'step': 10 if finished else 5, 'loss': 1.0, 'loss_cls': 0.9,
+                'loss_bbox': 0.1}]
+    (logged / 'scalars.json').write_text('\n'.join(json.dumps(r) for r in records))
+    (tmp_path / 'train.out').write_text(
+        'Evaluating bbox...\n' + (compare_losses.NO_DETECTIONS + '.\n' if message else ''))
+    if not (message and finished):  # a log cut short, or another failure
+        with pytest.raises(RuntimeError, match='no CocoMetric result'):
+            compare_losses.final_metrics(str(tmp_path), 10)
+        return
+    metrics = compare_losses.final_metrics(str(tmp_path), 10)
+    assert metrics['no_detections'] and metrics['loss_cls'] == 0.9
+    assert all(metrics[m] == 0.0 for m in compare_losses.METRICS)
