@@ -39,7 +39,7 @@ def test_a_finished_run_is_read_not_trained_again(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError('trained a run that was already finished')
 
-    monkeypatch.setattr(compare_losses.subprocess, 'run', no_training)
+    monkeypatch.setattr(compare_losses.subprocess, 'Popen', no_training)
     assert compare_losses.train_one('ghm', 1, 10, [], str(tmp_path), 1) == stored
     with pytest.raises(AssertionError, match='already finished'):  # other options
         compare_losses.train_one('ghm', 1, 10, ['a=1'], str(tmp_path), 1)
