@@ -36,6 +36,11 @@ class GHMRetinaHead(RetinaHead):
     """
 
     def __init__(self, *args, **kwargs):
+        if 'loss_scope' in kwargs:  # configs written for mmdet-ghm before 0.2
+            raise TypeError(
+                'GHMRetinaHead: loss_scope was removed; the head always calls its '
+                'losses once per FPN level, as the paper\'s code does. Delete '
+                f'loss_scope={kwargs["loss_scope"]!r} from the config.')
         if 'loss_cls' in kwargs:
             kwargs['loss_cls'] = with_use_sigmoid(kwargs['loss_cls'])
         super().__init__(*args, **kwargs)

@@ -134,3 +134,9 @@ def test_images_without_objects_give_finite_losses(losses):
         assert all(torch.isfinite(t.grad).all() for t in cls_scores + bbox_preds)
         if no_objects:  # nothing to regress, background still to learn
             assert losses_out['loss_bbox'] == 0 and losses_out['loss_cls'] > 0
+
+
+@pytest.mark.parametrize('scope', ['batch', 'level'])
+def test_a_config_with_the_removed_loss_scope_is_told_what_to_do(scope):
+    with pytest.raises(TypeError, match=f"loss_scope was removed.*Delete loss_scope='{scope}'"):
+        MODELS.build(head_cfg('GHMRetinaHead', GHM_LOSSES, loss_scope=scope))
