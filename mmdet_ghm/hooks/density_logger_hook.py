@@ -10,6 +10,10 @@ from mmdet.registry import HOOKS
 from ..losses import GradientDensity
 
 
+# what the hook keeps per loss for the plot, one value per log
+SIGNALS = ('iter', 'last_bin_share', 'max_weight', 'grad_norm')
+
+
 def density_modules(model) -> Dict[str, GradientDensity]:
     """``{name: GradientDensity}`` of the model, with DDP's ``module.`` stripped."""
     return {name.replace('module.', '', 1): m for name, m in model.named_modules()
@@ -19,7 +23,7 @@ def density_modules(model) -> Dict[str, GradientDensity]:
 def plot_density(name: str, density: GradientDensity, signals: Dict[str, list],
                  path: str) -> None:
     """Two panels: the EMA bin counts (log scale) with the weights the loss
-    applied in its last training batch, and the stall signals over training
+    applied in its last training call, and the stall signals over training
     (``signals``: ``iter`` and a list of values per signal, as logged)."""
     import matplotlib
     matplotlib.use('Agg')
@@ -72,7 +76,7 @@ class DensityLoggerHook(Hook):
     - ``ghm/<loss>/bin_XX``: the EMA of the bin counts;
     - ``ghm/<loss>/weight_XX``: the weight of each bin that the loss applied in
       its last training call with valid elements (tot / GD(g) / n, 0 for
-      empty bins; in level scope the last level that had any);
+      empty bins; with per-level calls, the last level that had any);
     - ``ghm/<loss>/last_bin_share``: the share of the elements in the last bin
       (g >= 1 - 1 / bins) over all calls of the interval, and
       ``ghm/<loss>/max_weight``: the largest weight applied in the interval.
@@ -109,12 +113,10 @@ class DensityLoggerHook(Hook):
             share, max_weight = density.pop_interval_stats()
             scalars[f'ghm/{name}/last_bin_share'] = share
             scalars[f'ghm/{name}/max_weight'] = max_weight
-            history = self.signals.setdefault(name, dict(
-                iter=[], last_bin_share=[], max_weight=[], grad_norm=[]))
-            history['iter'].append(step)
-            history['last_bin_share'].append(share)
-            history['max_weight'].append(max_weight)
-            history['grad_norm'].append(grad_norm.current() if grad_norm else None)
+            logged = (step, share, max_weight, grad_norm.current() if grad_norm else None)
+            history = self.signals.setdefault(name, {key: [] for key in SIGNALS})
+            for key, value in zip(SIGNALS, logged):
+                history[key].append(value)
         if scalars:
             runner.visualizer.add_scalars(scalars, step=step)
 
@@ -124,8 +126,7 @@ class DensityLoggerHook(Hook):
         written: List[str] = []
         for name, density in density_modules(runner.model).items():
             path = osp.join(runner.work_dir, f'density_{name.replace(".", "_")}.png')
-            signals = self.signals.get(name, dict(iter=[], last_bin_share=[],
-                                                  max_weight=[], grad_norm=[]))
+            signals = self.signals.get(name, {key: [] for key in SIGNALS})
             plot_density(name, density, signals, path)
             written.append(path)
         if written:

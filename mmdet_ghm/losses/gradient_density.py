@@ -88,8 +88,8 @@ class GradientDensity(nn.Module):
         weights, acc_sum, tot = density_weights(counts, self.acc_sum, self.momentum)
         if self.training:
             with torch.no_grad():
-                # a call without valid elements (a level without positives
-                # in level scope) keeps the last call that had some
+                # a call without valid elements (an FPN level without
+                # positives) keeps the last call that had some
                 has_valid = tot > 0
                 self.last_counts.copy_(torch.where(has_valid, counts, self.last_counts))
                 self.last_weights.copy_(torch.where(has_valid, weights[:-1],
