@@ -132,17 +132,17 @@ def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
              '--work-dir', work_dir, '--cfg-options', f'randomness.seed={seed}',
              *schedule_options(iters), *options],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        last_line = ''
         for line in proc.stdout:
             out.write(line)
+            last_line = line.strip() or last_line
             if echo:
                 sys.stdout.write(line)
         proc.wait()
     record = dict(key, minutes=(time.time() - start) / 60, diverged=proc.returncode != 0,
                   machine=machine(), threads=threads)
     if proc.returncode:
-        with open(osp.join(work_dir, 'train.out')) as f:
-            lines = [line.strip() for line in f if line.strip()]
-        record['error'] = lines[-1] if lines else f'exit code {proc.returncode}'
+        record['error'] = last_line or f'exit code {proc.returncode}'
     else:
         record.update(final_metrics(work_dir, iters))
         record['diverged'] = not all(math.isfinite(record.get(k, 0.0))
@@ -284,6 +284,7 @@ def main():
     this_call = {tag: results[tag] for tag in dict.fromkeys(job[0] for job in jobs)}
     print(f'\n{machine()}, {args.jobs} run(s) in parallel, this call '
           f'{(time.time() - start) / 60:.1f} min\n{table(this_call)}')
+
 
 if __name__ == '__main__':
     main()

@@ -110,3 +110,9 @@ def test_a_model_that_detects_nothing_scores_zero(tmp_path, message, finished):
     metrics = compare_losses.final_metrics(str(tmp_path), 10)
     assert metrics['no_detections'] and metrics['loss_cls'] == 0.9
     assert all(metrics[m] == 0.0 for m in compare_losses.METRICS)
+
+
+def test_a_failed_run_is_diverged_with_its_last_line(tmp_path):
+    run = compare_losses.train_one('no_such', 0, 10, [], str(tmp_path), 1)
+    assert run['diverged'] and 'no_such_retinanet_toy.py' in run['error']
+    assert json.loads((tmp_path / 'run.json').read_text()) == run
