@@ -1,15 +1,11 @@
 """The README's toy tables are the ones docs/toy_results.json (every run's numbers)
 gives, so the numbers a user reads are the measured ones."""
-import importlib.util
 import json
 import os.path as osp
-import sys
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-spec = importlib.util.spec_from_file_location(
-    'compare_losses', osp.join(ROOT, 'tools', 'compare_losses.py'))
-compare_losses = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare_losses)
+from .test_tools.conftest import ROOT, load_tool
+
+compare_losses = load_tool('compare_losses')
 
 
 def test_every_measured_row_is_in_the_readme_as_measured():
@@ -35,8 +31,4 @@ def test_every_measured_row_is_in_the_readme_as_measured():
 def test_the_demo_row_is_measured():
     with open(osp.join(ROOT, 'docs', 'toy_results.json')) as f:
         results = json.load(f)
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    spec = importlib.util.spec_from_file_location('demo', osp.join(ROOT, 'tools', 'demo.py'))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    assert demo.DEMO_TAG in results
+    assert load_tool('demo').DEMO_TAG in results

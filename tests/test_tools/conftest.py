@@ -1,5 +1,6 @@
-"""Shared by the tool tests: run a tool, a tiny toy set, and options pointing
-the toy configs at it."""
+"""Shared by the tool tests: run a tool or load it as a module, a tiny toy set,
+and options pointing the toy configs at it."""
+import importlib.util
 import os.path as osp
 import subprocess
 import sys
@@ -13,6 +14,14 @@ def run(*args, cwd=ROOT):
     out = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout + out.stderr
+
+
+def load_tool(name):
+    """tools/<name>.py as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope='session')

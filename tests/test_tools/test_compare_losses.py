@@ -1,5 +1,4 @@
 """tools/compare_losses.py: statistics over seeds, reuse of finished runs, schedule."""
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -7,12 +6,9 @@ import os.path as osp
 import pytest
 from mmengine.config import Config, DictAction
 
-from .conftest import ROOT
+from .conftest import ROOT, load_tool
 
-spec = importlib.util.spec_from_file_location(
-    'compare_losses', osp.join(ROOT, 'tools', 'compare_losses.py'))
-compare_losses = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare_losses)
+compare_losses = load_tool('compare_losses')
 
 
 def record(seed, mAP, diverged=False):

@@ -1,17 +1,13 @@
 """tools/demo.py: the closing lines put the run's mAP next to the README's range."""
-import importlib.util
 import json
 import os.path as osp
 import sys
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import load_tool
 
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-spec = importlib.util.spec_from_file_location('demo', osp.join(ROOT, 'tools', 'demo.py'))
-demo = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(demo)
+demo = load_tool('demo')
 
 
 def measured_runs(*maps):

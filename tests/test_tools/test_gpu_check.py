@@ -1,18 +1,12 @@
 """tools/gpu_check.py's comparison, run here by Triton's interpreter on the CPU."""
-import importlib.util
-import os.path as osp
-
 import pytest
 import torch
 
 from mmdet_ghm import ops
 
-from .conftest import ROOT
+from .conftest import load_tool
 
-spec = importlib.util.spec_from_file_location('gpu_check',
-                                              osp.join(ROOT, 'tools', 'gpu_check.py'))
-gpu_check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_check)
+gpu_check = load_tool('gpu_check')
 
 CPU = torch.device('cpu')
 
