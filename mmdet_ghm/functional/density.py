@@ -9,8 +9,7 @@ import torch
 from torch import Tensor
 
 
-def bin_index(g: Tensor, bins: int, valid: Optional[Tensor] = None,
-              dtype: torch.dtype = torch.int64) -> Tensor:
+def bin_index(g: Tensor, bins: int, valid: Optional[Tensor] = None) -> Tensor:
     """Bin of each gradient norm: ``i`` with ``i / bins <= g < (i + 1) / bins``.
 
     Computed as ``min(floor(g * bins), bins - 1)`` in the dtype of g, so g = 1 is
@@ -23,38 +22,56 @@ def bin_index(g: Tensor, bins: int, valid: Optional[Tensor] = None,
         bins (int): Number of bins.
         valid (Tensor, optional): Bool mask broadcastable to g; False for
             ignored elements.
-        dtype (torch.dtype): int64, or uint8 for bins < 255 (less memory
-            traffic; only the CPU's ``bincount`` takes it).
 
     Returns:
-        Tensor: bins of g's shape; ignored elements get the overflow index
-        ``bins``, which no weight is given to.
+        Tensor: int32 bins of g's shape (``index_select`` and the CPU's
+        ``bincount`` take them without a copy); ignored elements get the
+        overflow index ``bins``, which no weight is given to.
     """
-    idx = (g * bins).to(dtype).clamp_(max=bins - 1)
-    return idx if valid is None else idx.masked_fill_(~valid, bins)
+    scale, offset, top = bin_scaling(bins, valid, g.dtype)
+    return scaled_bin_index(scale_gradient_norm(g, scale, offset), top)
 
 
-def bin_counts(idx: Tensor, bins: int, weights: Optional[Tensor] = None) -> Tensor:
-    """Number of elements (or sum of their ``weights``) per bin, ignoring the
-    overflow index ``bins``.
+def bin_scaling(bins: int, valid: Optional[Tensor], dtype: torch.dtype):
+    """``(scale, offset, top)`` of :func:`bin_index`: ``g * scale + offset`` is
+    ``g * bins`` for valid elements and ``bins`` for ignored ones, and ``top``
+    the largest index (``bins - 1``, or ``bins`` for ignored elements).
+
+    Numbers without a mask, else tensors of the mask's shape: a mask of one
+    column handles whole rows without a pass over all (N, C) elements.
+    """
+    if valid is None:
+        return bins, 0, bins - 1
+    ignored = (~valid).to(dtype)
+    return (1 - ignored) * bins, ignored * bins, ignored + (bins - 1)
+
+
+def scale_gradient_norm(g: Tensor, scale, offset) -> Tensor:
+    """``g * scale + offset`` (see :func:`bin_scaling`), a new tensor."""
+    return torch.addcmul(offset, g, scale) if isinstance(scale, Tensor) else g * scale
+
+
+def scaled_bin_index(scaled: Tensor, top) -> Tensor:
+    """``min(scaled, top)`` truncated to int32, the floor as scaled >= 0;
+    clamps ``scaled`` in place."""
+    return scaled.clamp_(max=top).to(torch.int32)
+
+
+def bin_counts(idx: Tensor, bins: int) -> Tensor:
+    """Number of elements per bin, ignoring the overflow index ``bins``.
 
     On the CPU ``bincount``; elsewhere ``scatter_add_``, because ``bincount``
     reads the maximum back to the host on CUDA to size its output.
 
     Returns:
-        Tensor: (bins,) int64 counts, or sums in the dtype of ``weights``.
+        Tensor: (bins,) int64 counts.
     """
     flat = idx.reshape(-1)
-    if weights is not None:
-        weights = weights.reshape(-1)
     if flat.device.type == 'cpu':
-        sums = torch.bincount(flat, weights, minlength=bins + 1)[:bins]
-        # bincount of no elements is int64 even with float weights
-        return sums if weights is None else sums.to(weights.dtype)
-    if weights is None:
-        weights = torch.ones(1, dtype=torch.int64, device=flat.device).expand_as(flat)
-    sums = torch.zeros(bins + 1, dtype=weights.dtype, device=flat.device)
-    return sums.scatter_add_(0, flat.long(), weights)[:bins]
+        return torch.bincount(flat, minlength=bins + 1)[:bins]
+    ones = torch.ones(1, dtype=torch.int64, device=flat.device).expand_as(flat)
+    counts = torch.zeros(bins + 1, dtype=torch.int64, device=flat.device)
+    return counts.scatter_add_(0, flat.long(), ones)[:bins]
 
 
 def density_weights(counts: Tensor, acc_sum: Tensor, momentum: float):

@@ -2,9 +2,9 @@
 
 Index labels are never expanded to one-hot: every column of a row is treated as
 a negative and the one label column of each positive row is fixed afterwards
-with a gather/scatter of N elements. The weighted BCE is summed per bin in the
-forward (``bincount`` with weights) and has a hand-written backward from the
-saved sigmoid, so no N x C autograd temporaries are kept.
+with a gather/scatter of N elements. The forward looks each element's bin
+weight up once and computes the gradient with it, so the only N x C tensor kept
+for the backward is that gradient.
 """
 from typing import Optional, Tuple
 
@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .density import bin_counts, bin_index
+from .chunks import row_chunks, rows_of
+from .density import bin_counts, bin_scaling, scale_gradient_norm, scaled_bin_index
 from .targets import label_columns
 
 
@@ -27,74 +28,125 @@ def ghmc_bins(logits: Tensor, target: Tensor, weight: Optional[Tensor],
         bins (int): Number of bins.
 
     Returns:
-        tuple[Tensor, Tensor]: the sigmoid (N, C) and the bins (N, C), uint8 on
-        the CPU for bins < 255, else int64; ``bins`` for ignored elements.
+        tuple[Tensor, Tensor]: the sigmoid (N, C) and the int32 bins (N, C),
+        ``bins`` for ignored elements.
     """
-    dtype = torch.uint8 if logits.device.type == 'cpu' and bins < 255 else torch.int64
     p = torch.sigmoid(logits)
+    scale, offset, top = bin_scaling(bins, None if weight is None else weight > 0, p.dtype)
     if target.dim() == 1:
         col, pos = label_columns(target, p.shape[1])
-        idx = bin_index(p, bins, dtype=dtype)  # g = p where y = 0
+        scaled = scale_gradient_norm(p, scale, offset)  # g = p where y = 0
         p_col = p.gather(1, col)
-        idx.scatter_(1, col, bin_index(torch.where(pos, 1 - p_col, p_col), bins,
-                                       dtype=dtype))
+        scaled.scatter_(1, col, scale_gradient_norm(
+            torch.where(pos, 1 - p_col, p_col), at_columns(scale, col),
+            at_columns(offset, col)))
     else:
-        idx = bin_index((p - target).abs(), bins, dtype=dtype)
-    if weight is not None:
-        idx.masked_fill_(weight <= 0, bins)
-    return p, idx
+        scaled = scale_gradient_norm((p - target).abs_(), scale, offset)
+    return p, scaled_bin_index(scaled, top)
+
+
+def at_columns(factor, col: Tensor):
+    """A number or (N, 1) tensor as it is, an (N, C) tensor at the (N, 1) columns."""
+    return factor.gather(1, col) if isinstance(factor, Tensor) and factor.shape[1] > 1 \
+        else factor
+
+
+def ghmc_histogram(logits: Tensor, target: Tensor, weight: Optional[Tensor],
+                   bins: int) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
+    """Counts of the valid elements per bin, by :func:`ghmc_bins` over row chunks.
+
+    Args: as :func:`ghmc_bins`.
+
+    Returns:
+        tuple: int64 counts (bins,), and the (sigmoid, bins) of the input when
+        it is a single chunk, for :func:`ghmc_weighted_bce` to reuse (None
+        otherwise: recomputing them is cheaper than keeping them).
+    """
+    chunks = row_chunks(logits)
+    counts = torch.zeros(bins, dtype=torch.int64, device=logits.device)
+    binned = None
+    for rows in chunks:
+        binned = ghmc_bins(logits[rows], target[rows], rows_of(weight, rows), bins)
+        counts += bin_counts(binned[1], bins)
+    return counts, (binned if len(chunks) == 1 else None)
 
 
 class WeightedBinaryCrossEntropy(torch.autograd.Function):
-    """``BCE(x, y) * bin_weights[idx] * weight``, summed or elementwise."""
+    """``BCE(x, y) * bin_weights[idx] * weight``, summed or elementwise, with
+    its gradient ``(p - y) * bin_weights[idx] * weight`` computed in the forward,
+    chunk by chunk. Arguments as :func:`ghmc_weighted_bce`.
+
+    Row weights (N, 1), what mmdet's heads pass, scale the row sums and the
+    backward's ``grad_out`` rather than every element (one pass fewer).
+    """
 
     @staticmethod
-    def forward(ctx, logits, target, p, idx, bin_weights, weight, reduce: bool):
-        x = logits.to(p.dtype)
-        bin_weights = bin_weights.to(p.dtype)
-        loss = F.softplus(x)  # BCE of y = 0; minus x * y below
-        if target.dim() == 1:
-            col, pos = label_columns(target, x.shape[1])
-            loss.scatter_add_(1, col, -x.gather(1, col) * pos)
-        else:
-            loss.sub_(x * target)
-        if weight is not None:
-            loss.mul_(weight)
-        ctx.save_for_backward(target, p, idx, bin_weights, weight)
-        ctx.logits_dtype = logits.dtype
-        if reduce:
-            bins = bin_weights.numel() - 1
-            return torch.dot(bin_counts(idx, bins, loss), bin_weights[:bins])
-        return loss.mul_(bin_weights.take(idx.long()))
+    def forward(ctx, logits, target, weight, bin_weights, reduce: bool, binned):
+        x = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        bin_weights = bin_weights.to(x.dtype)
+        row_weight = weight if weight is not None and weight.shape[1] == 1 else None
+        grad = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        losses = None if reduce else torch.empty_like(x)
+        total = x.new_zeros(())
+        for rows in row_chunks(x):
+            p, idx = binned or ghmc_bins(x[rows], target[rows], rows_of(weight, rows),
+                                         bin_weights.numel() - 1)
+            total += _weighted_bce_rows(
+                x[rows], target[rows], p, idx, bin_weights, rows_of(weight, rows),
+                rows_of(row_weight, rows), rows_of(losses, rows), rows_of(grad, rows))
+        if grad is not None:
+            ctx.save_for_backward(grad, row_weight)
+            ctx.logits_dtype = logits.dtype
+        return total if reduce else losses
 
     @staticmethod
     def backward(ctx, grad_out):
-        target, p, idx, bin_weights, weight = ctx.saved_tensors
-        elem_weight = bin_weights.take(idx.long())
-        if weight is not None:
-            elem_weight.mul_(weight)
-        if target.dim() == 1:  # (p - y) * w: p * w, minus w at the label columns
-            col, pos = label_columns(target, p.shape[1])
-            label_weight = elem_weight.gather(1, col) * pos
-            grad = elem_weight.mul_(p).scatter_add_(1, col, -label_weight)
+        grad, row_weight = ctx.saved_tensors
+        scale = grad_out if row_weight is None else row_weight * grad_out
+        return (grad * scale).to(ctx.logits_dtype), None, None, None, None, None
+
+
+def _weighted_bce_rows(x, target, p, idx, bin_weights, weight, row_weight, losses, grad):
+    """One chunk: writes the elementwise losses into ``losses`` (or returns
+    their sum when it is None) and the unscaled gradient into ``grad``."""
+    elem_weight = bin_weights.index_select(0, idx.view(-1)).view(idx.shape)
+    if weight is not None and row_weight is None:
+        elem_weight.mul_(weight)
+    loss = F.softplus(x)  # BCE of y = 0; minus x * y below
+    index_labels = target.dim() == 1
+    if index_labels:
+        col, pos = label_columns(target, x.shape[1])
+        label_weight = elem_weight.gather(1, col) * pos
+        loss.scatter_add_(1, col, -x.gather(1, col) * pos)
+    else:
+        loss.sub_(x * target)
+    loss.mul_(elem_weight)
+    if row_weight is not None:
+        loss.mul_(row_weight)
+    if grad is not None:
+        if index_labels:  # (p - y) * w: p * w, minus w at the label columns
+            torch.mul(elem_weight, p, out=grad).scatter_add_(1, col, -label_weight)
         else:
-            grad = elem_weight.mul_(p - target)
-        grad.mul_(grad_out)
-        return grad.to(ctx.logits_dtype), None, None, None, None, None, None
+            torch.mul(elem_weight, p - target, out=grad)
+    if losses is None:
+        return loss.sum()
+    losses.copy_(loss)
+    return 0
 
 
-def ghmc_weighted_bce(logits: Tensor, target: Tensor, p: Tensor, idx: Tensor,
-                      bin_weights: Tensor, weight: Optional[Tensor],
-                      reduce: bool) -> Tensor:
+def ghmc_weighted_bce(logits: Tensor, target: Tensor, weight: Optional[Tensor],
+                      bin_weights: Tensor, reduce: bool,
+                      binned: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
     """Sum (or (N, C) losses) of ``BCE(x, y) * bin_weights[idx] * weight``.
 
     Args:
         logits (Tensor): (N, C) logits, any float dtype (gradient in that dtype).
-        target (Tensor): (N,) labels or (N, C) targets of p's dtype.
-        p, idx (Tensor): the output of :func:`ghmc_bins`.
-        bin_weights (Tensor): fp32 (bins + 1,) weights, 0 for the overflow bin.
+        target (Tensor): (N,) labels or (N, C) targets of the compute dtype.
         weight (Tensor, optional): (N, 1) or (N, C) label weights.
+        bin_weights (Tensor): fp32 (bins + 1,) weights, 0 for the overflow bin.
         reduce (bool): Return the sum instead of the elementwise losses.
+        binned (tuple, optional): The (sigmoid, bins) of a single-chunk input
+            from :func:`ghmc_histogram`; recomputed per chunk without it.
     """
-    return WeightedBinaryCrossEntropy.apply(logits, target, p, idx, bin_weights,
-                                            weight, reduce)
+    return WeightedBinaryCrossEntropy.apply(logits, target, weight, bin_weights, reduce,
+                                            binned)

@@ -5,7 +5,7 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from .. import ops
-from ..functional import bin_counts, ghmc_bins, ghmc_weighted_bce
+from ..functional import ghmc_histogram, ghmc_weighted_bce
 from .gradient_density import GradientDensity
 from .utils import (broadcast_weight, check_classification_inputs, check_reduction,
                     compute_dtype, normalise, resolve_reduction)
@@ -95,25 +95,23 @@ class GHMCLoss(nn.Module):
         twin_weight = broadcast_weight(weight, dtype)
         twin_binned = []  # the twin's (sigmoid, bins) of pred, once it has run
 
-        def twin_bins(logits):
-            return ghmc_bins(logits.detach().to(dtype), twin_target, twin_weight, bins)
-
         def twin_counts():
-            twin_binned.append(twin_bins(pred))
-            return bin_counts(twin_binned[0][1], bins)
+            counts, binned = ghmc_histogram(pred.detach().to(dtype), twin_target,
+                                            twin_weight, bins)
+            twin_binned.append(binned)
+            return counts
 
         counts = ops.kernel_or_twin('GHMCLoss', self.impl, pred, lambda _: (
             ops.gradient_histogram(pred, target, weight, bins, ops.GHMC_NORM)),
             twin_counts)
         bin_weights, normaliser = self.density.weigh(counts)
 
-        def twin_loss(logits=pred):
-            p, idx = twin_binned[0] if twin_binned else twin_bins(logits)
-            return ghmc_weighted_bce(logits, twin_target, p, idx, bin_weights,
-                                     twin_weight, reduce)
+        def twin_loss(logits=pred, binned=None):
+            return ghmc_weighted_bce(logits, twin_target, twin_weight, bin_weights,
+                                     reduce, binned)
 
         if twin_binned:
-            loss = twin_loss()
+            loss = twin_loss(binned=twin_binned[0])
         else:
             loss = ops.kernel_or_twin('GHMCLoss', self.impl, pred, lambda fallback: (
                 ops.ghmc_weighted_bce(pred, target, weight, bin_weights, reduce,

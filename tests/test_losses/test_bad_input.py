@@ -53,9 +53,11 @@ CLS_CASES = [
     ('weight of another batch', lambda: (logits(), labels(), torch.ones(N - 1)), ValueError,
      r'`weight` must have shape \(N,\) = \(6,\) or \(N, C\) = \(6, 3\), got \(5,\)'),
     ('negative weight', lambda: (logits(), labels(), -torch.ones(N)), RuntimeError,
-     r'`weight` must be in \[0.0, inf\] \(0 = ignored\)'),
+     r'`weight` must be finite and >= 0.0 \(0 = ignored\)'),
     ('NaN weight', lambda: (logits(), labels(), torch.full((N, ), float('nan'))),
-     RuntimeError, r'`weight` must be in \[0.0, inf\]'),
+     RuntimeError, r'`weight` must be finite and >= 0.0'),
+    ('Inf weight', lambda: (logits(), labels(), torch.full((N, ), float('inf'))),
+     RuntimeError, r'`weight` must be finite and >= 0.0'),
 ]
 
 
@@ -83,7 +85,7 @@ REG_CASES = [
     ('Inf target', lambda: (deltas(), deltas() / 0), RuntimeError,
      r'`target` contains NaN or Inf'),
     ('negative weight', lambda: (deltas(), deltas(), -torch.ones(N, 4)), RuntimeError,
-     r'`weight` must be in \[0.0, inf\]'),
+     r'`weight` must be finite and >= 0.0'),
 ]
 
 
