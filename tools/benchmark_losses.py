@@ -1,9 +1,11 @@
-"""Forward + backward time of our losses against mmdet's and the BCE floor.
+"""Forward + backward time of our losses against mmdet's and the plain floors.
 
 Every loss runs in this one process on the same inputs: RetinaNet-like logits
 (mostly easy negatives), index labels with 0.5% positives and 1% ignored
 anchors, as mmdet's RetinaHead passes them. Prints the median times and the
-ratios ours / mmdet and ours / BCE; ``--json PATH`` also writes them.
+ratios ours / mmdet and ours / floor (``binary_cross_entropy_with_logits`` for
+the classification losses, ``smooth_l1_loss`` for GHM-R); ``--json PATH`` also
+writes them.
 
     python tools/benchmark_losses.py                 # CPU here: a few minutes
     python tools/benchmark_losses.py --device cuda   # adds achieved bandwidth
@@ -33,9 +35,12 @@ from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
 NUM_CLASSES = 80
 # anchors of a 2-image 800x1333 batch: 9 anchors at strides 8..128
 SIZES = {
-    'small': 2_000,
-    'medium': 100_000,
+    '2k': 2_000,
+    '10k': 10_000,
+    '30k': 30_000,
     'fpn_level_p4': 2 * 50 * 84 * 9,
+    '100k': 100_000,
+    '200k': 200_000,
     'whole_batch': 2 * 9 * (100 * 167 + 50 * 84 + 25 * 42 + 13 * 21 + 7 * 11),
 }
 
@@ -57,26 +62,45 @@ def make_inputs(num_anchors, device, seed=0):
     return {k: v.to(device) for k, v in tensors.items()}
 
 
-def median_time(fn, pred, args, kwargs, repeat, device):
+def interleaved_medians(steps, repeat, device):
+    """Median seconds of each ``steps[k]()`` after one warm-up call each (Triton
+    compiles there). The timed runs go round robin over the steps, so a slow
+    phase of a shared machine hits every case alike, not one of them."""
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+
+    times = {key: [] for key in steps}
+    for step in steps.values():
+        step()
+    for _ in range(repeat):
+        for key, step in steps.items():
+            if len(times[key]) >= repeat_of(key, repeat):
+                continue
+            sync()
+            start = time.perf_counter()
+            step()
+            sync()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def repeat_of(key, repeat):
+    """mmdet's GHMC takes seconds per call at the larger sizes: 3 runs."""
+    return min(repeat, 3) if key[1] == 'mmdet' and key[0] == 'GHM-C' else repeat
+
+
+def training_step(fn, pred, args, kwargs):
     def step():
         x = pred.detach().requires_grad_()
         fn(x, *args, **kwargs).backward()
-
-    step()  # warm-up (Triton compiles here)
-    times = []
-    for _ in range(repeat):
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return step
 
 
 def cases(inp, impl):
-    """(group, name, role, loss fn, pred, args, kwargs); role: ours | mmdet | floor."""
+    """(group, name, role, loss fn, pred, args, kwargs); role: ours | mmdet | floor.
+    The floors are the plain PyTorch losses on the same logits (BCE with one-hot
+    targets) or deltas (smooth L1, all elements, no weights)."""
     cls = (inp['logits'], (inp['labels'], inp['label_weights']))
     avg = dict(avg_factor=inp['num_pos'])
     counts = [1000 * (k + 1) for k in range(NUM_CLASSES)]
@@ -89,6 +113,8 @@ def cases(inp, impl):
          (inp['box_targets'], inp['box_weights']), {}),
         ('GHM-R', 'mmdet GHMR', 'mmdet', GHMR(mu=0.02, bins=10, momentum=0.7),
          inp['deltas'], (inp['box_targets'], inp['box_weights']), {}),
+        ('GHM-R', 'smooth-L1 floor', 'floor', F.smooth_l1_loss, inp['deltas'],
+         (inp['box_targets'], ), {}),
         ('Focal', 'SigmoidFocalLoss (ours)', 'ours', SigmoidFocalLoss(impl=impl), *cls,
          avg),
         ('Focal', 'mmdet FocalLoss', 'mmdet', FocalLoss(use_sigmoid=True), *cls, avg),
@@ -236,8 +262,8 @@ def main():
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--impl', default='auto', choices=['auto', 'triton', 'torch'])
     parser.add_argument('--sizes', nargs='+', default=list(SIZES), choices=list(SIZES))
-    parser.add_argument('--repeat', type=int, default=5,
-                        help='timed runs per case (mmdet GHMC at whole_batch: 3)')
+    parser.add_argument('--repeat', type=int, default=7,
+                        help='timed runs per case (mmdet GHMC: at most 3)')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--e2e', action='store_true',
                         help='time the head loss step and a toy training step instead')
@@ -254,24 +280,24 @@ def main():
     results = []
     for size in args.sizes:
         inp = make_inputs(SIZES[size], device)
-        times = {}
+        specs = {}
         for group, name, role, fn, pred, fargs, kwargs in cases(inp, args.impl):
             if hasattr(fn, 'to'):
                 fn.to(device)
-            repeat = 3 if (role == 'mmdet' and size == 'whole_batch') else args.repeat
-            seconds = median_time(fn, pred, fargs, kwargs, repeat, device)
-            times[(group, role)] = seconds
-            row = dict(size=size, anchors=SIZES[size], group=group, name=name, role=role,
-                       median_ms=seconds * 1e3)
+            specs[(group, role)] = (name, training_step(fn, pred, fargs, kwargs))
+        times = interleaved_medians({key: step for key, (_, step) in specs.items()},
+                                    args.repeat, device)
+        for (group, role), seconds in times.items():
+            row = dict(size=size, anchors=SIZES[size], group=group,
+                       name=specs[(group, role)][0], role=role, median_ms=seconds * 1e3)
             nbytes = fused_bytes(inp, group) if role == 'ours' else None
             if device.type == 'cuda' and nbytes:
                 row['achieved_GBps'] = nbytes / seconds / 1e9
-            results.append(row)
-        for row in results:
-            if row['size'] == size and row['role'] == 'ours':
+            if role == 'ours':
                 for base in ('mmdet', 'floor'):
-                    if (row['group'], base) in times:
-                        row[f'ours/{base}'] = row['median_ms'] / 1e3 / times[(row['group'], base)]
+                    if (group, base) in times:
+                        row[f'ours/{base}'] = seconds / times[(group, base)]
+            results.append(row)
         print_table(size, [r for r in results if r['size'] == size])
 
     if args.json:
@@ -288,12 +314,12 @@ def meta(device, impl):
 
 def print_table(size, rows):
     print(f'\n{size}: {rows[0]["anchors"]} anchors x {NUM_CLASSES} classes')
-    print(f'{"loss":<32}{"median ms":>11}{"ours/mmdet":>12}{"ours/BCE":>10}{"GB/s":>8}')
+    print(f'{"loss":<32}{"median ms":>11}{"ours/mmdet":>12}{"ours/floor":>11}{"GB/s":>8}')
     for r in rows:
         ratio = lambda k: f'{r[k]:.3f}' if k in r else ''  # noqa: E731
         bw = f'{r["achieved_GBps"]:.0f}' if 'achieved_GBps' in r else ''
         print(f'{r["name"]:<32}{r["median_ms"]:>11.1f}{ratio("ours/mmdet"):>12}'
-              f'{ratio("ours/floor"):>10}{bw:>8}')
+              f'{ratio("ours/floor"):>11}{bw:>8}')
 
 
 if __name__ == '__main__':

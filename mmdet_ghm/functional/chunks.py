@@ -1,12 +1,14 @@
-"""Row chunks of an (N, C) tensor for the CPU twins.
+"""Row chunks of an (N, C) tensor for the twins' hand-written autograd Functions.
 
 A twin that works on blocks of about a million elements keeps every
 temporary small: the allocator reuses the blocks instead of asking the system
 for (and faulting in) fresh pages for each N x C temporary, which at 400,000 x
-80 costs more than the arithmetic.
+80 costs more than the arithmetic. Only the gradient (and the elementwise
+losses for reduction 'none') is allocated whole.
 """
-from typing import List, Optional
+from typing import Callable, List, Optional
 
+import torch
 from torch import Tensor
 
 CHUNK_ELEMENTS = 1 << 20
@@ -21,3 +23,35 @@ def row_chunks(tensor: Tensor) -> List[slice]:
 def rows_of(tensor: Optional[Tensor], rows: slice) -> Optional[Tensor]:
     """``tensor[rows]``; None stays None."""
     return None if tensor is None else tensor[rows]
+
+
+def forward_by_rows(ctx, logits: Tensor, x: Tensor, row_weight: Optional[Tensor],
+                    reduce: bool, loss_rows: Callable) -> Tensor:
+    """The forward of a loss whose gradient is computed with it, chunk by chunk.
+
+    ``loss_rows(rows, losses, grad)`` computes the chunk ``rows`` of ``x``: it
+    writes the elementwise losses into ``losses`` (or, when that is None,
+    returns their sum) and the gradient without the row weights into ``grad``
+    (None when no gradient is needed). The gradient and the (N, 1)
+    ``row_weight`` are saved for :func:`backward_by_rows`.
+
+    Returns:
+        Tensor: the 0-dim sum, or the (N, C) losses when not ``reduce``.
+    """
+    grad = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+    losses = None if reduce else torch.empty_like(x)
+    total = x.new_zeros(())
+    for rows in row_chunks(x):
+        total += loss_rows(rows, rows_of(losses, rows), rows_of(grad, rows))
+    if grad is not None:
+        ctx.save_for_backward(grad, row_weight)
+        ctx.logits_dtype = logits.dtype
+    return total if reduce else losses
+
+
+def backward_by_rows(ctx, grad_out: Tensor) -> Tensor:
+    """The saved gradient times ``grad_out`` and the row weights, in the dtype
+    of the logits."""
+    grad, row_weight = ctx.saved_tensors
+    scale = grad_out if row_weight is None else row_weight * grad_out
+    return (grad * scale).to(ctx.logits_dtype)

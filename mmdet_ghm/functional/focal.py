@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .chunks import backward_by_rows, forward_by_rows, rows_of
 from .targets import label_columns
 
 
@@ -98,63 +99,78 @@ class IndexLabelFocal(torch.autograd.Function):
     Every element is first taken as a negative (``p^gamma * softplus(x)``, from
     one softplus and one exp); the one label column of each positive row is then
     fixed on N gathered values. The gradient shares those intermediates and is
-    the only N x C tensor kept for the backward. Arguments as
-    :func:`sigmoid_focal_index_loss`.
+    the only N x C tensor kept for the backward. Runs over row chunks (see
+    ``chunks``); row weights (N, 1) scale the row sums and the backward's
+    ``grad_out``. Arguments as :func:`sigmoid_focal_index_loss`.
     """
 
     @staticmethod
     def forward(ctx, logits, labels, weight, gamma, alpha, class_weight, pos_weight,
                 reduce: bool):
         x = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        neg_coef, pos_coef = _column_coefficients(alpha, class_weight, pos_weight, x.dtype)
-        col, pos = label_columns(labels, x.shape[1])
+        coefs = _column_coefficients(alpha, class_weight, pos_weight, x.dtype)
         row_weight = weight if weight is not None and weight.shape[1] == 1 else None
-        sp = F.softplus(x)  # BCE of y = 0; softplus(-x) = sp - x is BCE of y = 1
-        log_p = x - sp
-        # the label column of each positive row: alpha * (1 - p)^gamma * (sp - x)
-        x_col, sp_col = x.gather(1, col), sp.gather(1, col)
-        mod_col = torch.exp(-gamma * sp_col)
-        w_col = (1.0 if weight is None else
-                 weight if row_weight is not None else weight.gather(1, col))
-        pos_coef_col = _at(pos_coef, col) * w_col
-        # p and 1 - p each from its own exp: either is exact only where it is small
-        p = torch.exp(log_p) if ctx.needs_input_grad[0] else None
-        mod = log_p.mul_(gamma).exp_()  # p^gamma = (1 - p_t)^gamma of y = 0
-        if p is not None:
-            # d(p^gamma * sp)/dx = p^gamma * (gamma * (1 - p) * sp + p)
-            one_minus_p = torch.neg(sp).exp_()
-            grad = torch.add(p, one_minus_p.mul_(sp), alpha=gamma, out=one_minus_p)
-            grad.mul_(mod).mul_(neg_coef)
-            if weight is not None:
-                grad.mul_(weight)
-            p_col = torch.sigmoid(x_col)
-            del p
-            pos_grad = mod_col * (-gamma * p_col * (sp_col - x_col) - (1 - p_col))
-            grad.scatter_(1, col, torch.where(pos, pos_grad * pos_coef_col,
-                                              grad.gather(1, col)))
-            ctx.save_for_backward(grad)
-            ctx.logits_dtype = logits.dtype
-        loss = mod.mul_(sp)
-        del sp
-        pos_loss = mod_col * (sp_col - x_col) * pos_coef_col
-        if weight is not None and row_weight is None:
-            loss.mul_(weight)
-        if reduce:
-            per_row = (loss @ neg_coef if isinstance(neg_coef, Tensor)
-                       else loss.sum(1) * neg_coef)
-            neg_col = loss.gather(1, col) * _at(neg_coef, col)
-            if row_weight is not None:
-                per_row, neg_col = per_row * row_weight[:, 0], neg_col * row_weight
-            return per_row.sum() + torch.where(pos, pos_loss - neg_col, 0.0).sum()
-        loss.mul_(neg_coef)
-        if row_weight is not None:
-            loss.mul_(row_weight)
-        return loss.scatter_(1, col, torch.where(pos, pos_loss, loss.gather(1, col)))
+        elem_weight = None if row_weight is not None else weight
+
+        def loss_rows(rows, losses, grad):
+            return _focal_rows(x[rows], labels[rows], rows_of(elem_weight, rows),
+                               rows_of(row_weight, rows), gamma, coefs, losses, grad)
+
+        return forward_by_rows(ctx, logits, x, row_weight, reduce, loss_rows)
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad, = ctx.saved_tensors
-        return ((grad * grad_out).to(ctx.logits_dtype), ) + (None, ) * 7
+        return (backward_by_rows(ctx, grad_out), ) + (None, ) * 7
+
+
+def _focal_rows(x, labels, weight, row_weight, gamma, coefs, losses, grad):
+    """One chunk of :class:`IndexLabelFocal`: writes the losses into ``losses``
+    (or returns their sum when it is None) and the gradient, without the row
+    weights, into ``grad``."""
+    neg_coef, pos_coef = coefs
+    col, pos = label_columns(labels, x.shape[1])
+    sp = F.softplus(x)  # BCE of y = 0; softplus(-x) = sp - x is BCE of y = 1
+    log_p = x - sp
+    # the label column of each positive row: alpha * (1 - p)^gamma * (sp - x)
+    x_col, sp_col = x.gather(1, col), sp.gather(1, col)
+    mod_col = torch.exp(-gamma * sp_col)
+    pos_coef_col = _at(pos_coef, col)
+    if weight is not None:
+        pos_coef_col = pos_coef_col * weight.gather(1, col)
+    # p and 1 - p each from its own exp: either is exact only where it is small
+    p = torch.exp(log_p) if grad is not None else None
+    mod = log_p.mul_(gamma).exp_()  # p^gamma = (1 - p_t)^gamma of y = 0
+    if p is not None:
+        # d(p^gamma * sp)/dx = p^gamma * (gamma * (1 - p) * sp + p)
+        one_minus_p = torch.neg(sp).exp_()
+        torch.add(p, one_minus_p.mul_(sp), alpha=gamma, out=grad)
+        grad.mul_(mod).mul_(neg_coef)
+        if weight is not None:
+            grad.mul_(weight)
+        p_col = torch.sigmoid(x_col)
+        del p, one_minus_p
+        pos_grad = mod_col * (-gamma * p_col * (sp_col - x_col) - (1 - p_col))
+        grad.scatter_(1, col, torch.where(pos, pos_grad * pos_coef_col,
+                                          grad.gather(1, col)))
+    loss = mod.mul_(sp)
+    del sp
+    pos_loss = mod_col * (sp_col - x_col) * pos_coef_col
+    if weight is not None:
+        loss.mul_(weight)
+    if losses is None:
+        per_row = (loss @ neg_coef if isinstance(neg_coef, Tensor)
+                   else loss.sum(1) * neg_coef)
+        neg_col = loss.gather(1, col) * _at(neg_coef, col)
+        if row_weight is not None:
+            per_row, neg_col = per_row * row_weight[:, 0], neg_col * row_weight
+            pos_loss = pos_loss * row_weight
+        return per_row.sum() + torch.where(pos, pos_loss - neg_col, 0.0).sum()
+    loss.mul_(neg_coef)
+    if row_weight is not None:
+        loss.mul_(row_weight)
+        pos_loss = pos_loss * row_weight
+    losses.copy_(loss.scatter_(1, col, torch.where(pos, pos_loss, loss.gather(1, col))))
+    return 0
 
 
 def sigmoid_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[Tensor],

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .chunks import row_chunks, rows_of
+from .chunks import backward_by_rows, forward_by_rows, row_chunks, rows_of
 from .density import bin_counts, bin_scaling, scale_gradient_norm, scaled_bin_index
 from .targets import label_columns
 
@@ -85,25 +85,19 @@ class WeightedBinaryCrossEntropy(torch.autograd.Function):
         x = logits.to(torch.promote_types(logits.dtype, torch.float32))
         bin_weights = bin_weights.to(x.dtype)
         row_weight = weight if weight is not None and weight.shape[1] == 1 else None
-        grad = torch.empty_like(x) if ctx.needs_input_grad[0] else None
-        losses = None if reduce else torch.empty_like(x)
-        total = x.new_zeros(())
-        for rows in row_chunks(x):
+
+        def loss_rows(rows, losses, grad):
             p, idx = binned or ghmc_bins(x[rows], target[rows], rows_of(weight, rows),
                                          bin_weights.numel() - 1)
-            total += _weighted_bce_rows(
-                x[rows], target[rows], p, idx, bin_weights, rows_of(weight, rows),
-                rows_of(row_weight, rows), rows_of(losses, rows), rows_of(grad, rows))
-        if grad is not None:
-            ctx.save_for_backward(grad, row_weight)
-            ctx.logits_dtype = logits.dtype
-        return total if reduce else losses
+            return _weighted_bce_rows(x[rows], target[rows], p, idx, bin_weights,
+                                      rows_of(weight, rows), rows_of(row_weight, rows),
+                                      losses, grad)
+
+        return forward_by_rows(ctx, logits, x, row_weight, reduce, loss_rows)
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad, row_weight = ctx.saved_tensors
-        scale = grad_out if row_weight is None else row_weight * grad_out
-        return (grad * scale).to(ctx.logits_dtype), None, None, None, None, None
+        return backward_by_rows(ctx, grad_out), None, None, None, None, None
 
 
 def _weighted_bce_rows(x, target, p, idx, bin_weights, weight, row_weight, losses, grad):

@@ -1,0 +1,52 @@
+"""The twins compute the same loss and gradient whether the rows go in one
+chunk or in many (the last one ragged)."""
+import pytest
+import torch
+
+from mmdet_ghm.functional import chunks
+from mmdet_ghm.losses import ClassBalancedFocalLoss, GHMCLoss, SigmoidFocalLoss
+from tests.conftest import make_cls_inputs
+
+EPS = torch.finfo(torch.float64).eps
+NUM_CLASSES = 7
+LOSSES = {
+    'GHMCLoss': lambda: GHMCLoss(impl='torch'),
+    'SigmoidFocalLoss': lambda: SigmoidFocalLoss(impl='torch'),
+    'ClassBalancedFocalLoss': lambda: ClassBalancedFocalLoss(
+        class_counts=[5, 50, 500, 5000, 7, 70, 700], impl='torch'),
+}
+
+
+def loss_and_grad(make_loss, pred, target, weight, reduction, calls=2):
+    """The last of ``calls`` calls (GHM-C's moving average sees the earlier)."""
+    loss_module = make_loss()
+    for _ in range(calls):
+        x = pred.detach().requires_grad_()
+        loss = loss_module(x, target, weight, reduction_override=reduction)
+        loss.backward(torch.ones_like(loss))
+    return loss.detach(), x.grad
+
+
+@pytest.mark.parametrize('loss_name', LOSSES)
+@pytest.mark.parametrize('layout', ['index', 'dense'])
+@pytest.mark.parametrize('weight_kind', [None, 'row', 'dense'])
+@pytest.mark.parametrize('reduction', ['sum', 'none'])
+def test_many_chunks_equal_one(monkeypatch, loss_name, layout, weight_kind, reduction):
+    pred, labels, row_weight = make_cls_inputs(num_anchors=301, num_classes=NUM_CLASSES,
+                                               dtype=torch.float64)
+    target = labels if layout == 'index' else (
+        labels[:, None] == torch.arange(NUM_CLASSES)).double()
+    weight = {None: None, 'row': row_weight.double() * torch.rand(301).double(),
+              'dense': torch.rand(301, NUM_CLASSES).double()}[weight_kind]
+    whole = loss_and_grad(LOSSES[loss_name], pred, target, weight, reduction)
+    # 7 classes: 5 rows per chunk, 61 chunks, the last of one row
+    monkeypatch.setattr(chunks, 'CHUNK_ELEMENTS', 5 * NUM_CLASSES)
+    assert len(chunks.row_chunks(pred)) == 61
+    chunked = loss_and_grad(LOSSES[loss_name], pred, target, weight, reduction)
+    # elementwise results differ only in the rounding of vectorised and scalar
+    # transcendentals; a sum also in its order
+    loss_tol = (pred.numel() if reduction == 'sum' else 16) * EPS
+    torch.testing.assert_close(chunked[0], whole[0], rtol=loss_tol,
+                               atol=loss_tol * whole[0].abs().max())
+    torch.testing.assert_close(chunked[1], whole[1], rtol=16 * EPS,
+                               atol=16 * EPS * whole[1].abs().max())
