@@ -6,6 +6,7 @@ input dtype, and nothing here synchronises the host with the device.
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -28,32 +29,30 @@ def bin_index(g: Tensor, bins: int, valid: Optional[Tensor] = None) -> Tensor:
         ``bincount`` take them without a copy); ignored elements get the
         overflow index ``bins``, which no weight is given to.
     """
-    scale, offset, top = bin_scaling(bins, valid, g.dtype)
-    return scaled_bin_index(scale_gradient_norm(g, scale, offset), top)
+    return scaled_bin_index(g * bins, *bin_limits(bins, valid, g.dtype))
 
 
-def bin_scaling(bins: int, valid: Optional[Tensor], dtype: torch.dtype):
-    """``(scale, offset, top)`` of :func:`bin_index`: ``g * scale + offset`` is
-    ``g * bins`` for valid elements and ``bins`` for ignored ones, and ``top``
-    the largest index (``bins - 1``, or ``bins`` for ignored elements).
+def bin_limits(bins: int, valid: Optional[Tensor], dtype: torch.dtype):
+    """``(low, top)`` such that ``g * bins`` clamped into [low, top] and truncated
+    is :func:`bin_index`: [0, bins - 1] for valid elements, [bins, bins] (the
+    overflow index) for ignored ones.
 
-    Numbers without a mask, else tensors of the mask's shape: a mask of one
-    column handles whole rows without a pass over all (N, C) elements.
+    Tensors of the mask's shape (a mask of one column handles whole rows
+    without a pass over all (N, C) elements for it), or ``(None, bins - 1)``
+    without a mask.
     """
     if valid is None:
-        return bins, 0, bins - 1
+        return None, bins - 1
     ignored = (~valid).to(dtype)
-    return (1 - ignored) * bins, ignored * bins, ignored + (bins - 1)
+    return ignored * bins, ignored + (bins - 1)
 
 
-def scale_gradient_norm(g: Tensor, scale, offset) -> Tensor:
-    """``g * scale + offset`` (see :func:`bin_scaling`), a new tensor."""
-    return torch.addcmul(offset, g, scale) if isinstance(scale, Tensor) else g * scale
-
-
-def scaled_bin_index(scaled: Tensor, top) -> Tensor:
-    """``min(scaled, top)`` truncated to int32, the floor as scaled >= 0;
-    clamps ``scaled`` in place."""
+def scaled_bin_index(scaled: Tensor, low: Optional[Tensor], top) -> Tensor:
+    """``scaled = g * bins`` clamped (in place) into [low, top] and truncated to
+    int32, the floor as scaled >= 0. Two one-sided clamps: a clamp with both
+    bounds as tensors takes a slow path."""
+    if low is not None:
+        scaled.clamp_(min=low)
     return scaled.clamp_(max=top).to(torch.int32)
 
 
@@ -102,8 +101,7 @@ def density_weights(counts: Tensor, acc_sum: Tensor, momentum: float):
         density = acc_sum
     else:
         density = counts
-    n = nonempty.sum().clamp(min=1).float()
-    safe_density = torch.where(nonempty, density, torch.ones_like(density))
-    weights = torch.where(nonempty, tot / safe_density / n,
-                          torch.zeros_like(density))
-    return torch.cat([weights, weights.new_zeros(1)]), acc_sum, tot
+    # the where picks non-empty bins only, where density > 0 and n >= 1
+    n = nonempty.sum()
+    weights = torch.where(nonempty, tot / density / n, 0.0)
+    return F.pad(weights, (0, 1)), acc_sum, tot

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .chunks import backward_by_rows, forward_by_rows, row_chunks, rows_of
-from .density import bin_counts, bin_scaling, scale_gradient_norm, scaled_bin_index
+from .density import bin_counts, bin_limits, scaled_bin_index
 from .targets import label_columns
 
 
@@ -32,23 +32,15 @@ def ghmc_bins(logits: Tensor, target: Tensor, weight: Optional[Tensor],
         ``bins`` for ignored elements.
     """
     p = torch.sigmoid(logits)
-    scale, offset, top = bin_scaling(bins, None if weight is None else weight > 0, p.dtype)
     if target.dim() == 1:
         col, pos = label_columns(target, p.shape[1])
-        scaled = scale_gradient_norm(p, scale, offset)  # g = p where y = 0
+        scaled = p * bins  # g = p where y = 0
         p_col = p.gather(1, col)
-        scaled.scatter_(1, col, scale_gradient_norm(
-            torch.where(pos, 1 - p_col, p_col), at_columns(scale, col),
-            at_columns(offset, col)))
+        scaled.scatter_(1, col, torch.where(pos, 1 - p_col, p_col).mul_(bins))
     else:
-        scaled = scale_gradient_norm((p - target).abs_(), scale, offset)
-    return p, scaled_bin_index(scaled, top)
-
-
-def at_columns(factor, col: Tensor):
-    """A number or (N, 1) tensor as it is, an (N, C) tensor at the (N, 1) columns."""
-    return factor.gather(1, col) if isinstance(factor, Tensor) and factor.shape[1] > 1 \
-        else factor
+        scaled = (p - target).abs_().mul_(bins)
+    valid = None if weight is None else weight > 0
+    return p, scaled_bin_index(scaled, *bin_limits(bins, valid, p.dtype))
 
 
 def ghmc_histogram(logits: Tensor, target: Tensor, weight: Optional[Tensor],

@@ -91,14 +91,15 @@ class GradientDensity(nn.Module):
                 # a call without valid elements (an FPN level without
                 # positives) keeps the last call that had some
                 has_valid = tot > 0
-                self.last_counts.copy_(torch.where(has_valid, counts, self.last_counts))
-                self.last_weights.copy_(torch.where(has_valid, weights[:-1],
-                                                    self.last_weights))
+                torch.where(has_valid, counts, self.last_counts, out=self.last_counts)
+                torch.where(has_valid, weights[:-1], self.last_weights,
+                            out=self.last_weights)
                 self.acc_sum.copy_(acc_sum)
                 self.interval_counts.add_(counts)
                 torch.maximum(self.interval_max_weight, weights.max(),
                               out=self.interval_max_weight)
-        return weights, tot.clamp(min=1) / world_size
+        normaliser = tot.clamp(min=1)
+        return weights, normaliser if world_size == 1 else normaliser / world_size
 
     def histogram(self) -> Tensor:
         """The density estimate the weights come from: the EMA of the counts,
