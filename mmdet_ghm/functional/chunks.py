@@ -29,24 +29,35 @@ def forward_by_rows(ctx, logits: Tensor, x: Tensor, row_weight: Optional[Tensor]
                     reduce: bool, loss_rows: Callable) -> Tensor:
     """The forward of a loss whose gradient is computed with it, chunk by chunk.
 
-    ``loss_rows(rows, losses, grad)`` computes the chunk ``rows`` of ``x``: it
-    writes the elementwise losses into ``losses`` (or, when that is None,
-    returns their sum) and the gradient without the row weights into ``grad``
-    (None when no gradient is needed). The gradient and the (N, 1)
-    ``row_weight`` are saved for :func:`backward_by_rows`.
+    ``loss_rows(rows, need_grad, losses, grad)`` computes the chunk ``rows`` of
+    ``x`` and returns ``(value, gradient)``: the value is the sum of the
+    elementwise losses, or, when not ``reduce``, the losses themselves; the
+    gradient (None without ``need_grad``) leaves out the row weights. Given
+    ``losses`` and ``grad`` (views of the whole results), it writes into them;
+    given None, it returns buffers of its own, which for a single chunk are
+    the whole results (no copy). The gradient and the (N, 1) ``row_weight``
+    are saved for :func:`backward_by_rows`.
 
     Returns:
         Tensor: the 0-dim sum, or the (N, C) losses when not ``reduce``.
     """
-    grad = torch.empty_like(x) if ctx.needs_input_grad[0] else None
-    losses = None if reduce else torch.empty_like(x)
-    total = x.new_zeros(())
-    for rows in row_chunks(x):
-        total += loss_rows(rows, rows_of(losses, rows), rows_of(grad, rows))
-    if grad is not None:
+    need_grad = ctx.needs_input_grad[0]
+    chunks = row_chunks(x)
+    if len(chunks) == 1:
+        value, grad = loss_rows(chunks[0], need_grad, None, None)
+    else:
+        grad = torch.empty_like(x) if need_grad else None
+        losses = None if reduce else torch.empty_like(x)
+        value = x.new_zeros(()) if reduce else losses
+        for rows in chunks:
+            chunk_value, _ = loss_rows(rows, need_grad, rows_of(losses, rows),
+                                       rows_of(grad, rows))
+            if reduce:
+                value += chunk_value
+    if need_grad:
         ctx.save_for_backward(grad, row_weight)
         ctx.logits_dtype = logits.dtype
-    return total if reduce else losses
+    return value
 
 
 def backward_by_rows(ctx, grad_out: Tensor) -> Tensor:

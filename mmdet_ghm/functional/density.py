@@ -48,12 +48,16 @@ def bin_limits(bins: int, valid: Optional[Tensor], dtype: torch.dtype):
 
 
 def scaled_bin_index(scaled: Tensor, low: Optional[Tensor], top) -> Tensor:
-    """``scaled = g * bins`` clamped (in place) into [low, top] and truncated to
-    int32, the floor as scaled >= 0. Two one-sided clamps: a clamp with both
-    bounds as tensors takes a slow path."""
+    """``scaled = g * bins`` clamped into [low, top] and truncated to int32 (the
+    floor, as scaled >= 0), in the buffer of an fp32 ``scaled``: its int32 view
+    is the result (no new (N, C) tensor). Two one-sided clamps: a clamp with
+    both bounds as tensors takes a slow path."""
     if low is not None:
         scaled.clamp_(min=low)
-    return scaled.clamp_(max=top).to(torch.int32)
+    scaled.clamp_(max=top)
+    if scaled.dtype != torch.float32:
+        return scaled.to(torch.int32)
+    return scaled.view(torch.int32).copy_(scaled)
 
 
 def bin_counts(idx: Tensor, bins: int) -> Tensor:

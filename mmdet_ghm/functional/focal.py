@@ -112,9 +112,10 @@ class IndexLabelFocal(torch.autograd.Function):
         row_weight = weight if weight is not None and weight.shape[1] == 1 else None
         elem_weight = None if row_weight is not None else weight
 
-        def loss_rows(rows, losses, grad):
+        def loss_rows(rows, need_grad, losses, grad):
             return _focal_rows(x[rows], labels[rows], rows_of(elem_weight, rows),
-                               rows_of(row_weight, rows), gamma, coefs, losses, grad)
+                               rows_of(row_weight, rows), gamma, coefs, reduce,
+                               need_grad, losses, grad)
 
         return forward_by_rows(ctx, logits, x, row_weight, reduce, loss_rows)
 
@@ -123,10 +124,10 @@ class IndexLabelFocal(torch.autograd.Function):
         return (backward_by_rows(ctx, grad_out), ) + (None, ) * 7
 
 
-def _focal_rows(x, labels, weight, row_weight, gamma, coefs, losses, grad):
-    """One chunk of :class:`IndexLabelFocal`: writes the losses into ``losses``
-    (or returns their sum when it is None) and the gradient, without the row
-    weights, into ``grad``."""
+def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
+                losses, grad):
+    """One chunk of :class:`IndexLabelFocal`, as ``loss_rows`` of
+    :func:`chunks.forward_by_rows`."""
     neg_coef, pos_coef = coefs
     col, pos = label_columns(labels, x.shape[1])
     sp = F.softplus(x)  # BCE of y = 0; softplus(-x) = sp - x is BCE of y = 1
@@ -138,12 +139,14 @@ def _focal_rows(x, labels, weight, row_weight, gamma, coefs, losses, grad):
     if weight is not None:
         pos_coef_col = pos_coef_col * weight.gather(1, col)
     # p and 1 - p each from its own exp: either is exact only where it is small
-    p = torch.exp(log_p) if grad is not None else None
+    p = torch.exp(log_p) if need_grad else None
     mod = log_p.mul_(gamma).exp_()  # p^gamma = (1 - p_t)^gamma of y = 0
-    if p is not None:
-        # d(p^gamma * sp)/dx = p^gamma * (gamma * (1 - p) * sp + p)
+    if need_grad:
+        # d(p^gamma * sp)/dx = p^gamma * (gamma * (1 - p) * sp + p), in the
+        # buffer of 1 - p unless given one
         one_minus_p = torch.neg(sp).exp_()
-        torch.add(p, one_minus_p.mul_(sp), alpha=gamma, out=grad)
+        grad = torch.add(p, one_minus_p.mul_(sp), alpha=gamma,
+                         out=one_minus_p if grad is None else grad)
         grad.mul_(mod).mul_(neg_coef)
         if weight is not None:
             grad.mul_(weight)
@@ -157,20 +160,20 @@ def _focal_rows(x, labels, weight, row_weight, gamma, coefs, losses, grad):
     pos_loss = mod_col * (sp_col - x_col) * pos_coef_col
     if weight is not None:
         loss.mul_(weight)
-    if losses is None:
+    if reduce:
         per_row = (loss @ neg_coef if isinstance(neg_coef, Tensor)
                    else loss.sum(1) * neg_coef)
         neg_col = loss.gather(1, col) * _at(neg_coef, col)
         if row_weight is not None:
             per_row, neg_col = per_row * row_weight[:, 0], neg_col * row_weight
             pos_loss = pos_loss * row_weight
-        return per_row.sum() + torch.where(pos, pos_loss - neg_col, 0.0).sum()
+        return per_row.sum() + torch.where(pos, pos_loss - neg_col, 0.0).sum(), grad
     loss.mul_(neg_coef)
     if row_weight is not None:
         loss.mul_(row_weight)
         pos_loss = pos_loss * row_weight
-    losses.copy_(loss.scatter_(1, col, torch.where(pos, pos_loss, loss.gather(1, col))))
-    return 0
+    loss.scatter_(1, col, torch.where(pos, pos_loss, loss.gather(1, col)))
+    return (loss if losses is None else losses.copy_(loss)), grad
 
 
 def sigmoid_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[Tensor],

@@ -78,12 +78,12 @@ class WeightedBinaryCrossEntropy(torch.autograd.Function):
         bin_weights = bin_weights.to(x.dtype)
         row_weight = weight if weight is not None and weight.shape[1] == 1 else None
 
-        def loss_rows(rows, losses, grad):
+        def loss_rows(rows, need_grad, losses, grad):
             p, idx = binned or ghmc_bins(x[rows], target[rows], rows_of(weight, rows),
                                          bin_weights.numel() - 1)
             return _weighted_bce_rows(x[rows], target[rows], p, idx, bin_weights,
                                       rows_of(weight, rows), rows_of(row_weight, rows),
-                                      losses, grad)
+                                      reduce, need_grad, losses, grad)
 
         return forward_by_rows(ctx, logits, x, row_weight, reduce, loss_rows)
 
@@ -92,9 +92,9 @@ class WeightedBinaryCrossEntropy(torch.autograd.Function):
         return backward_by_rows(ctx, grad_out), None, None, None, None, None
 
 
-def _weighted_bce_rows(x, target, p, idx, bin_weights, weight, row_weight, losses, grad):
-    """One chunk: writes the elementwise losses into ``losses`` (or returns
-    their sum when it is None) and the unscaled gradient into ``grad``."""
+def _weighted_bce_rows(x, target, p, idx, bin_weights, weight, row_weight, reduce,
+                       need_grad, losses, grad):
+    """One chunk, as ``loss_rows`` of :func:`chunks.forward_by_rows`."""
     elem_weight = bin_weights.index_select(0, idx.view(-1)).view(idx.shape)
     if weight is not None and row_weight is None:
         elem_weight.mul_(weight)
@@ -107,17 +107,22 @@ def _weighted_bce_rows(x, target, p, idx, bin_weights, weight, row_weight, losse
     else:
         loss.sub_(x * target)
     loss.mul_(elem_weight)
-    if row_weight is not None:
-        loss.mul_(row_weight)
-    if grad is not None:
-        if index_labels:  # (p - y) * w: p * w, minus w at the label columns
-            torch.mul(elem_weight, p, out=grad).scatter_add_(1, col, -label_weight)
-        else:
-            torch.mul(elem_weight, p - target, out=grad)
-    if losses is None:
-        return loss.sum()
-    losses.copy_(loss)
-    return 0
+    if reduce:
+        value = (loss.sum() if row_weight is None
+                 else (loss.sum(1, keepdim=True) * row_weight).sum())
+    else:
+        if row_weight is not None:
+            loss.mul_(row_weight)
+        value = loss if losses is None else losses.copy_(loss)
+    if not need_grad:
+        return value, None
+    # (p - y) * w, in the lookup's buffer unless given one
+    out = elem_weight if grad is None else grad
+    if index_labels:  # p * w, minus w at the label columns
+        grad = torch.mul(elem_weight, p, out=out).scatter_add_(1, col, -label_weight)
+    else:
+        grad = torch.mul(elem_weight, p - target, out=out)
+    return value, grad
 
 
 def ghmc_weighted_bce(logits: Tensor, target: Tensor, weight: Optional[Tensor],
