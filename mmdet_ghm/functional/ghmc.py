@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .chunks import backward_by_rows, forward_by_rows, row_chunks, rows_of
-from .density import bin_counts, bin_limits, scaled_bin_index
+from .density import bin_counts, bin_limits, bin_lookup, scaled_bin_index
 from .targets import label_columns
 
 
@@ -95,7 +95,7 @@ class WeightedBinaryCrossEntropy(torch.autograd.Function):
 def _weighted_bce_rows(x, target, p, idx, bin_weights, weight, row_weight, reduce,
                        need_grad, losses, grad):
     """One chunk, as ``loss_rows`` of :func:`chunks.forward_by_rows`."""
-    elem_weight = bin_weights.index_select(0, idx.view(-1)).view(idx.shape)
+    elem_weight = bin_lookup(bin_weights, idx)
     if weight is not None and row_weight is None:
         elem_weight.mul_(weight)
     loss = F.softplus(x)  # BCE of y = 0; minus x * y below

@@ -3,7 +3,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..functional import bin_counts, bin_index, density_weights
+from ..functional import bin_counts, bin_index, bin_lookup, density_weights
 
 
 class GradientDensity(nn.Module):
@@ -64,7 +64,7 @@ class GradientDensity(nn.Module):
         """Weights of elements in bins ``idx`` (``bins`` = ignored), and the
         loss normaliser, see :meth:`weigh`."""
         bin_weights, normaliser = self.weigh(counts)
-        return bin_weights[idx], normaliser
+        return bin_lookup(bin_weights, idx), normaliser
 
     def weigh(self, counts: Tensor):
         """Per-bin weights and the loss normaliser from this rank's counts.

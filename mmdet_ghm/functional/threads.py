@@ -1,0 +1,31 @@
+"""Runs a single-threaded CPU op over parts of a tensor in parallel.
+
+``bincount`` and the ``index_select`` of a 1-D table run on one core in ATen,
+where the twins' other ops use all of ``torch.get_num_threads()``. Torch ops
+release the GIL, so Python threads run the parts side by side; never more
+parts than the threads torch itself may use.
+"""
+import concurrent.futures
+import functools
+from typing import Callable, List
+
+import torch
+
+# below this many elements per part a thread hand-off costs more than it saves
+MIN_PART = 1 << 18
+
+
+@functools.lru_cache(maxsize=None)
+def _workers(count: int) -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(count, thread_name_prefix='mmdet_ghm')
+
+
+def over_parts(fn: Callable, size: int) -> List:
+    """``[fn(start, stop), ...]`` over consecutive ranges splitting [0, size):
+    one range without spare threads or below ``2 * MIN_PART``, else one per
+    thread (at most size // MIN_PART), all but the first in worker threads."""
+    parts = max(1, min(torch.get_num_threads(), size // MIN_PART))
+    bounds = [size * k // parts for k in range(parts + 1)]
+    futures = [_workers(parts - 1).submit(fn, start, stop)
+               for start, stop in zip(bounds[1:-1], bounds[2:])] if parts > 1 else []
+    return [fn(bounds[0], bounds[1])] + [future.result() for future in futures]
