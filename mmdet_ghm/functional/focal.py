@@ -134,6 +134,7 @@ def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
     log_p = x - sp
     # the label column of each positive row: alpha * (1 - p)^gamma * (sp - x)
     x_col, sp_col = x.gather(1, col), sp.gather(1, col)
+    bce_col = sp_col - x_col
     mod_col = torch.exp(-gamma * sp_col)
     pos_coef_col = _at(pos_coef, col)
     if weight is not None:
@@ -152,22 +153,22 @@ def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
             grad.mul_(weight)
         p_col = torch.sigmoid(x_col)
         del p, one_minus_p
-        pos_grad = mod_col * (-gamma * p_col * (sp_col - x_col) - (1 - p_col))
+        pos_grad = mod_col * (-gamma * p_col * bce_col - (1 - p_col))
         grad.scatter_(1, col, torch.where(pos, pos_grad * pos_coef_col,
                                           grad.gather(1, col)))
     loss = mod.mul_(sp)
     del sp
-    pos_loss = mod_col * (sp_col - x_col) * pos_coef_col
+    pos_loss = mod_col * bce_col * pos_coef_col
     if weight is not None:
         loss.mul_(weight)
     if reduce:
         per_row = (loss @ neg_coef if isinstance(neg_coef, Tensor)
                    else loss.sum(1) * neg_coef)
         neg_col = loss.gather(1, col) * _at(neg_coef, col)
+        per_row = per_row.unsqueeze(1) + torch.where(pos, pos_loss - neg_col, 0.0)
         if row_weight is not None:
-            per_row, neg_col = per_row * row_weight[:, 0], neg_col * row_weight
-            pos_loss = pos_loss * row_weight
-        return per_row.sum() + torch.where(pos, pos_loss - neg_col, 0.0).sum(), grad
+            per_row = per_row * row_weight
+        return per_row.sum(), grad
     loss.mul_(neg_coef)
     if row_weight is not None:
         loss.mul_(row_weight)
