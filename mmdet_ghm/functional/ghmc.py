@@ -6,7 +6,7 @@ with a gather/scatter of N elements. The forward looks each element's bin
 weight up once and computes the gradient with it, so the only N x C tensor kept
 for the backward is that gradient.
 """
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -44,23 +44,22 @@ def ghmc_bins(logits: Tensor, target: Tensor, weight: Optional[Tensor],
 
 
 def ghmc_histogram(logits: Tensor, target: Tensor, weight: Optional[Tensor],
-                   bins: int) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
+                   bins: int) -> Tuple[Tensor, Dict[int, Tuple[Tensor, Tensor]]]:
     """Counts of the valid elements per bin, by :func:`ghmc_bins` over row chunks.
 
     Args: as :func:`ghmc_bins`.
 
     Returns:
-        tuple: int64 counts (bins,), and the (sigmoid, bins) of the input when
-        it is a single chunk, for :func:`ghmc_weighted_bce` to reuse (None
-        otherwise: recomputing them is cheaper than keeping them).
+        tuple: int64 counts (bins,), and the (sigmoid, bins) of each row chunk
+        by its first row, for :func:`ghmc_weighted_bce` to reuse.
     """
-    chunks = row_chunks(logits)
     counts = torch.zeros(bins, dtype=torch.int64, device=logits.device)
-    binned = None
-    for rows in chunks:
-        binned = ghmc_bins(logits[rows], target[rows], rows_of(weight, rows), bins)
-        counts += bin_counts(binned[1], bins)
-    return counts, (binned if len(chunks) == 1 else None)
+    binned = {}
+    for rows in row_chunks(logits):
+        binned[rows.start] = ghmc_bins(logits[rows], target[rows], rows_of(weight, rows),
+                                       bins)
+        counts += bin_counts(binned[rows.start][1], bins)
+    return counts, binned
 
 
 class WeightedBinaryCrossEntropy(torch.autograd.Function):
@@ -79,8 +78,8 @@ class WeightedBinaryCrossEntropy(torch.autograd.Function):
         row_weight = weight if weight is not None and weight.shape[1] == 1 else None
 
         def loss_rows(rows, need_grad, losses, grad):
-            p, idx = binned or ghmc_bins(x[rows], target[rows], rows_of(weight, rows),
-                                         bin_weights.numel() - 1)
+            p, idx = (binned[rows.start] if binned is not None else ghmc_bins(
+                x[rows], target[rows], rows_of(weight, rows), bin_weights.numel() - 1))
             return _weighted_bce_rows(x[rows], target[rows], p, idx, bin_weights,
                                       rows_of(weight, rows), rows_of(row_weight, rows),
                                       reduce, need_grad, losses, grad)
@@ -127,7 +126,7 @@ def _weighted_bce_rows(x, target, p, idx, bin_weights, weight, row_weight, reduc
 
 def ghmc_weighted_bce(logits: Tensor, target: Tensor, weight: Optional[Tensor],
                       bin_weights: Tensor, reduce: bool,
-                      binned: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+                      binned: Optional[Dict[int, Tuple[Tensor, Tensor]]] = None) -> Tensor:
     """Sum (or (N, C) losses) of ``BCE(x, y) * bin_weights[idx] * weight``.
 
     Args:
@@ -136,8 +135,8 @@ def ghmc_weighted_bce(logits: Tensor, target: Tensor, weight: Optional[Tensor],
         weight (Tensor, optional): (N, 1) or (N, C) label weights.
         bin_weights (Tensor): fp32 (bins + 1,) weights, 0 for the overflow bin.
         reduce (bool): Return the sum instead of the elementwise losses.
-        binned (tuple, optional): The (sigmoid, bins) of a single-chunk input
-            from :func:`ghmc_histogram`; recomputed per chunk without it.
+        binned (dict, optional): The (sigmoid, bins) of each row chunk from
+            :func:`ghmc_histogram`; computed here without it.
     """
     return WeightedBinaryCrossEntropy.apply(logits, target, weight, bin_weights, reduce,
                                             binned)
