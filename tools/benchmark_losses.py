@@ -85,9 +85,9 @@ def interleaved_medians(steps, repeat, device):
     return {key: statistics.median(values) for key, values in times.items()}
 
 
-def repeat_of(key, repeat):
+def repeat_of(name, repeat):
     """mmdet's GHMC takes seconds per call at the larger sizes: 3 runs."""
-    return min(repeat, 3) if key[1] == 'mmdet' and key[0] == 'GHM-C' else repeat
+    return min(repeat, 3) if name == 'mmdet GHMC' else repeat
 
 
 def training_step(fn, pred, args, kwargs):
@@ -286,18 +286,20 @@ def main():
                 fn.to(device)
             specs[(group, role)] = (name, training_step(fn, pred, fargs, kwargs))
         # two passes: ours against the floors, then ours against mmdet. mmdet's
-        # losses allocate gigabytes at the larger sizes, which leaves the
-        # allocator returning memory to the system, so that every loss timed
-        # between them pays page faults the floor, cheap and steady, mostly
-        # does not: the ratio to the floor is taken without them in between.
-        times, against_mmdet = ({}, {})
-        for roles, into in ((('ours', 'floor'), times), (('ours', 'mmdet'), against_mmdet)):
-            into.update(interleaved_medians(
-                {key: step for key, (_, step) in specs.items() if key[1] in roles},
-                args.repeat, device))
-        times.update({key: t for key, t in against_mmdet.items() if key[1] == 'mmdet'})
-        for key, seconds in times.items():
-            group, role = key
+        # losses allocate gigabytes at the larger sizes; timed between them, the
+        # other losses fault their temporaries in afresh, so the ratio to the
+        # floor is taken in a pass of ours and the floors alone.
+        # A case of several groups (the BCE floor, mmdet's FocalLoss) is timed
+        # once, so every group is divided by the same measurement.
+        floors, mmdets = (interleaved_medians(
+            {name: step for (_, role), (name, step) in specs.items() if role in roles},
+            args.repeat, device) for roles in (('ours', 'floor'), ('ours', 'mmdet')))
+        times = {key: (mmdets if key[1] == 'mmdet' else floors)[name]
+                 for key, (name, _) in specs.items()}
+        against_mmdet = {key: mmdets[name] for key, (name, _) in specs.items()
+                         if key[1] == 'ours'}
+        for key in specs:  # in the order of cases()
+            (group, role), seconds = key, times[key]
             row = dict(size=size, anchors=SIZES[size], group=group,
                        name=specs[(group, role)][0], role=role, median_ms=seconds * 1e3)
             nbytes = fused_bytes(inp, group) if role == 'ours' else None

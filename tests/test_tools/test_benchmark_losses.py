@@ -1,0 +1,32 @@
+"""tools/benchmark_losses.py: what its table divides by what (not the speed)."""
+import json
+
+from .conftest import load_tool, run
+
+
+def test_round_robin_gives_each_step_its_runs():
+    bench = load_tool('benchmark_losses')
+    calls = []
+    steps = {name: (lambda name=name: calls.append(name))
+             for name in ('GHMCLoss (ours)', 'BCE floor', 'mmdet GHMC')}
+    times = bench.interleaved_medians(steps, 5, bench.torch.device('cpu'))
+    assert set(times) == set(steps)
+    # one warm-up each, then round robin; mmdet's GHMC stops at 3 timed runs
+    assert calls[:3] == list(steps)
+    assert calls[3:6] == list(steps)
+    assert calls.count('GHMCLoss (ours)') == 6 and calls.count('mmdet GHMC') == 4
+
+
+def test_table_divides_each_loss_by_its_floor_and_mmdet(tmp_path):
+    out = tmp_path / 'bench.json'
+    run('tools/benchmark_losses.py', '--sizes', '2k', '--repeat', '1', '--json', str(out))
+    rows = json.loads(out.read_text())['results']
+    ms = {(r['group'], r['role']): r['median_ms'] for r in rows}
+    ours = {r['group']: r for r in rows if r['role'] == 'ours'}
+    assert set(ours) == {'GHM-C', 'GHM-R', 'Focal', 'CB focal'}
+    for group, row in ours.items():
+        assert row['ours/floor'] == row['median_ms'] / ms[(group, 'floor')]
+        assert row['ours/mmdet'] > 0
+    # one measurement of the BCE floor serves the three classification losses
+    assert ms[('GHM-C', 'floor')] == ms[('Focal', 'floor')] == ms[('CB focal', 'floor')]
+    assert ms[('GHM-R', 'floor')] != ms[('GHM-C', 'floor')]
