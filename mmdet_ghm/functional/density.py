@@ -118,8 +118,8 @@ def density_weights(counts: Tensor, acc_sum: Tensor, momentum: float):
 
 
 def bin_lookup(table: Tensor, idx: Tensor) -> Tensor:
-    """``table[idx]`` (a per-bin value of each element) for int32 bins ``idx``;
-    on the CPU over parts in threads (see ``threads``)."""
+    """``table[idx]`` (a per-bin value of each element) for int32 or int64 bins
+    ``idx``; on the CPU over parts in threads (see ``threads``)."""
     flat = idx.view(-1)
     if flat.device.type != 'cpu':
         return table.index_select(0, flat).view(idx.shape)

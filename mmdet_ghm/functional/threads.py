@@ -7,6 +7,7 @@ parts than the threads torch itself may use.
 """
 import concurrent.futures
 import functools
+import os
 from typing import Callable, List
 
 import torch
@@ -16,7 +17,8 @@ MIN_PART = 1 << 18
 
 
 @functools.lru_cache(maxsize=None)
-def _workers(count: int) -> concurrent.futures.ThreadPoolExecutor:
+def _workers(count: int, pid: int) -> concurrent.futures.ThreadPoolExecutor:
+    # by process: a forked child has none of its parent's threads
     return concurrent.futures.ThreadPoolExecutor(count, thread_name_prefix='mmdet_ghm')
 
 
@@ -26,6 +28,13 @@ def over_parts(fn: Callable, size: int) -> List:
     thread (at most size // MIN_PART), all but the first in worker threads."""
     parts = max(1, min(torch.get_num_threads(), size // MIN_PART))
     bounds = [size * k // parts for k in range(parts + 1)]
-    futures = [_workers(parts - 1).submit(fn, start, stop)
+    # grad and inference mode are thread-local: the workers take the caller's
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+    def in_caller_mode(start, stop):
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return fn(start, stop)
+
+    futures = [_workers(parts - 1, os.getpid()).submit(in_caller_mode, start, stop)
                for start, stop in zip(bounds[1:-1], bounds[2:])] if parts > 1 else []
     return [fn(bounds[0], bounds[1])] + [future.result() for future in futures]

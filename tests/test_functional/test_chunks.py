@@ -1,9 +1,9 @@
 """The twins compute the same loss and gradient whether the rows go in one
-chunk or in many (the last one ragged)."""
+chunk or in many (the last one ragged), on one thread or several."""
 import pytest
 import torch
 
-from mmdet_ghm.functional import chunks
+from mmdet_ghm.functional import chunks, threads
 from mmdet_ghm.losses import ClassBalancedFocalLoss, GHMCLoss, SigmoidFocalLoss
 from tests.conftest import make_cls_inputs
 
@@ -39,8 +39,11 @@ def test_many_chunks_equal_one(monkeypatch, loss_name, layout, weight_kind, redu
     weight = {None: None, 'row': row_weight.double() * torch.rand(301).double(),
               'dense': torch.rand(301, NUM_CLASSES).double()}[weight_kind]
     whole = loss_and_grad(LOSSES[loss_name], pred, target, weight, reduction)
-    # 7 classes: 5 rows per chunk, 61 chunks, the last of one row
+    # 7 classes: 5 rows per chunk, 61 chunks, the last of one row; bincount and
+    # the lookup of each chunk in two threads
     monkeypatch.setattr(chunks, 'CHUNK_ELEMENTS', 5 * NUM_CLASSES)
+    monkeypatch.setattr(threads, 'MIN_PART', 8)
+    monkeypatch.setattr(torch, 'get_num_threads', lambda: 2)
     assert len(chunks.row_chunks(pred)) == 61
     chunked = loss_and_grad(LOSSES[loss_name], pred, target, weight, reduction)
     # elementwise results differ only in the rounding of vectorised and scalar

@@ -26,3 +26,15 @@ def test_counts_and_lookup_over_parts_equal_one_part(monkeypatch):
     assert len(threads.over_parts(lambda a, b: None, idx.numel())) == 4
     assert torch.equal(bin_counts(idx, 30), whole[0])
     assert torch.equal(bin_lookup(table, idx), whole[1])
+
+
+def test_workers_take_the_callers_inference_mode(monkeypatch):
+    # an inference tensor can only be written to in inference mode
+    monkeypatch.setattr(threads, 'MIN_PART', 10)
+    monkeypatch.setattr(torch, 'get_num_threads', lambda: 2)
+    with torch.inference_mode():
+        idx = torch.randint(0, 31, (100, 7), dtype=torch.int32)
+        table = torch.rand(31)
+        assert torch.equal(bin_lookup(table, idx), table[idx.long()])
+        assert torch.equal(bin_counts(idx, 30),
+                           torch.bincount(idx.view(-1).long(), minlength=31)[:30])
