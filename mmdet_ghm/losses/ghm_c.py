@@ -1,4 +1,5 @@
 """GHM-C: gradient harmonized binary cross-entropy (Li, Liu, Wang, AAAI 2019)."""
+import functools
 from typing import Optional
 
 from mmdet.registry import MODELS
@@ -91,13 +92,16 @@ class GHMCLoss(nn.Module):
         reduce = reduction != 'none'
         bins = self.density.bins
         dtype = compute_dtype(pred)
-        twin_target = target.to(dtype) if target.dim() == 2 else target
-        twin_weight = broadcast_weight(weight, dtype)
         twin_binned = []  # the twin's (sigmoid, bins) of pred, once it has run
 
+        @functools.lru_cache(maxsize=None)
+        def twin_inputs():
+            """Target and weight as the twin takes them; built once, only where it runs."""
+            return (target.to(dtype) if target.dim() == 2 else target,
+                    broadcast_weight(weight, dtype))
+
         def twin_counts():
-            counts, binned = ghmc_histogram(pred.detach().to(dtype), twin_target,
-                                            twin_weight, bins)
+            counts, binned = ghmc_histogram(pred.detach().to(dtype), *twin_inputs(), bins)
             twin_binned.append(binned)
             return counts
 
@@ -107,8 +111,7 @@ class GHMCLoss(nn.Module):
         bin_weights, normaliser = self.density.weigh(counts)
 
         def twin_loss(logits=pred, binned=None):
-            return ghmc_weighted_bce(logits, twin_target, twin_weight, bin_weights,
-                                     reduce, binned)
+            return ghmc_weighted_bce(logits, *twin_inputs(), bin_weights, reduce, binned)
 
         if twin_binned:
             loss = twin_loss(binned=twin_binned[0])

@@ -171,3 +171,19 @@ def test_class_balanced_triton_equals_torch(loss_type):
     ref_loss, ref_grad = run(twin, pred, labels, weight, avg_factor=20.0)
     torch.testing.assert_close(loss, ref_loss)
     torch.testing.assert_close(grad, ref_grad)
+
+
+def test_ghmc_kernel_path_builds_no_twin_inputs(monkeypatch):
+    # the twin's (N, C) target copy and weight layout are for the twin only
+    from mmdet_ghm.losses import ghm_c
+
+    def built(*args):
+        raise AssertionError('the twin inputs were built on the kernel path')
+
+    monkeypatch.setattr(ghm_c, 'broadcast_weight', built)
+    pred, labels, weight = cls_case('index labels, row weights')
+    one_hot, dense_weight = dense(pred, labels, weight)
+    for args in ((labels, weight), (one_hot, dense_weight)):
+        run(GHMCLoss(impl='triton').to(DEVICE), pred, *args)
+    with pytest.raises(AssertionError, match='twin inputs were built'):
+        run(GHMCLoss(impl='torch'), pred, labels, weight)
