@@ -20,6 +20,7 @@ GHM losses against mmdet's ``RetinaHead`` with mmdet's ``GHMC``/``GHMR``, and
 against the same model with mmdet's head and losses.
 """
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -138,17 +139,6 @@ def fused_bytes(inp, group):
     return passes * per_pass + logits.numel() * logits.element_size()
 
 
-def median_seconds(step, repeat):
-    """Median wall time of ``step()`` after one warm-up call."""
-    step()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def retinanet_config(path='retinanet/retinanet_r50_fpn_1x_coco.py'):
     import os.path as osp
 
@@ -193,20 +183,21 @@ def e2e_head(repeat):
     gts = random_gts(2, height, width, num_classes, per_image=7)
     metas = [dict(img_shape=(height, width), pad_shape=(height, width),
                   batch_input_shape=(height, width))] * 2
-    times = {}
-    for name, losses in E2E_HEADS.items():
-        head = MODELS.build(dict(cfg.model.bbox_head, **losses,
-                                 train_cfg=cfg.model.train_cfg))
-        head.train()
-
+    def loss_step(head):
         def step():
             maps = [[t.detach().requires_grad_() for t in ts]
                     for ts in (cls_scores, bbox_preds)]
             out = head.loss_by_feat(*maps, gts, metas)
             sum(sum(v) if isinstance(v, list) else v for v in out.values()).backward()
+        return step
 
-        times[name] = median_seconds(step, repeat)
-    return times
+    steps = {}
+    for name, losses in E2E_HEADS.items():
+        head = MODELS.build(dict(cfg.model.bbox_head, **losses,
+                                 train_cfg=cfg.model.train_cfg))
+        head.train()
+        steps[name] = loss_step(head)
+    return interleaved_medians(steps, repeat, torch.device('cpu'))
 
 
 def e2e_toy_iteration(repeat):
@@ -229,7 +220,8 @@ def e2e_toy_iteration(repeat):
                                              scale_factor=(1.0, 1.0)))
         sample.gt_instances = gt
         samples.append(sample)
-    times = {}
+    data = dict(inputs=images, data_samples=samples)
+    steps = {}
     for name, config in (('toy GHM RetinaNet (ours)', 'ghm_retinanet_toy.py'),
                          ('toy GHM RetinaNet (mmdet)', 'mmdet_ghm_retinanet_toy.py')):
         cfg = Config.fromfile(osp.join(root, 'configs', 'toy', config))
@@ -237,9 +229,8 @@ def e2e_toy_iteration(repeat):
         model = MODELS.build(cfg.model)
         model.train()
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-        data = dict(inputs=images, data_samples=samples)
-        times[name] = median_seconds(lambda: model.train_step(data, optim_wrapper), repeat)
-    return times
+        steps[name] = functools.partial(model.train_step, data, optim_wrapper)
+    return interleaved_medians(steps, repeat, torch.device('cpu'))
 
 
 def e2e(repeat):
