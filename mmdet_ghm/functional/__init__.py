@@ -1,5 +1,5 @@
 """Pure math on tensors: no state, no registry, no mmdet."""
-from .asl1 import asl1_gradient_norm, asl1_loss
+from .asl1 import asl1_root, weighted_asl1
 from .class_balanced import effective_number_weights
 from .density import bin_counts, bin_index, bin_lookup, density_weights
 from .focal import focal_modulator, sigmoid_focal_index_loss, sigmoid_focal_loss
@@ -7,7 +7,7 @@ from .ghmc import ghmc_bins, ghmc_histogram, ghmc_weighted_bce
 from .targets import one_hot_labels
 
 __all__ = [
-    'asl1_loss', 'asl1_gradient_norm', 'effective_number_weights', 'bin_index',
+    'asl1_root', 'weighted_asl1', 'effective_number_weights', 'bin_index',
     'bin_counts', 'bin_lookup', 'density_weights', 'focal_modulator', 'sigmoid_focal_loss',
     'sigmoid_focal_index_loss',
     'one_hot_labels', 'ghmc_bins', 'ghmc_histogram', 'ghmc_weighted_bce'

@@ -1,11 +1,13 @@
 """GHM-R: gradient harmonized Authentic Smooth L1 (Li, Liu, Wang, AAAI 2019)."""
+import functools
 from typing import Optional
 
 from mmdet.registry import MODELS
+import torch
 from torch import Tensor, nn
 
 from .. import ops
-from ..functional import asl1_gradient_norm, asl1_loss
+from ..functional import asl1_root, weighted_asl1
 from .gradient_density import GradientDensity
 from .utils import (check_finite, check_reduction, check_weight, compute_dtype,
                     normalise, resolve_reduction)
@@ -89,30 +91,54 @@ class GHMRLoss(nn.Module):
         check_finite('GHMRLoss', 'target', target)
         shape = pred.shape  # the elementwise loss is computed on (M, k)
         pred, target = pred.reshape(-1, shape[-1]), target.reshape(-1, shape[-1])
-        if weight is None:
-            weight = pred.new_ones(()).expand(pred.shape)
-        else:
+        if weight is not None:
             if weight.shape == shape:
                 weight = weight.reshape(pred.shape)
             elif weight.shape == shape[:-1]:
                 weight = weight.reshape(-1)
             weight = check_weight('GHMRLoss', weight, tuple(pred.shape))
+        # on the CPU only the rows (anchors) with a weight (a few in a thousand)
+        index = None if weight is None or not selects_rows(pred) else rows_with_weight(weight)
+
+        def pick(tensor):  # the rows the loss is computed on
+            return tensor if index is None else tensor.index_select(0, index)
+
+        picked = (pick(pred.detach()), pick(target), None if weight is None else pick(weight))
         dtype = compute_dtype(pred)
-        diff = pred.to(dtype) - target.to(dtype)
-        label_weight = weight.to(dtype)
+        with torch.no_grad():
+            diff = picked[0].to(dtype) - picked[1].to(dtype)
+            root = asl1_root(diff, self.mu)
 
         def kernel(_):
-            counts, idx = ops.gradient_histogram(pred, target, weight, self.density.bins,
+            counts, idx = ops.gradient_histogram(*picked, self.density.bins,
                                                  ops.GHMR_NORM, self.mu,
                                                  return_index=True)
             return self.density.weights_of(idx, counts)
 
         def twin():
-            g = asl1_gradient_norm(diff, self.mu).float()
-            return self.density(g, label_weight > 0)
+            valid = None if weight is None else picked[2] > 0
+            return self.density((diff.abs() / root).float(), valid)
 
         density_weight, normaliser = ops.kernel_or_twin('GHMRLoss', self.impl, pred,
                                                         kernel, twin)
-        loss = asl1_loss(diff, self.mu) * (density_weight * label_weight)
-        loss = loss.sum() if reduction != 'none' else loss.view(shape)
+        if weight is not None:
+            density_weight = density_weight * picked[2].to(dtype)
+        loss = weighted_asl1(pred, diff, root, density_weight, self.mu,
+                             reduction != 'none', index)
+        loss = loss if reduction != 'none' else loss.view(shape)
         return self.loss_weight * normalise(loss, reduction, normaliser)
+
+
+def selects_rows(pred: Tensor) -> bool:
+    """Whether the loss first picks the rows with a positive weight (4 elements
+    per positive anchor, a few in a thousand) and computes only on them: on
+    the CPU, where ``nonzero`` costs no host-device sync. On the GPU it
+    computes on all elements."""
+    return pred.device.type == 'cpu'
+
+
+def rows_with_weight(weight: Tensor) -> Tensor:
+    """(R,) indices of the rows of (M, k) weights (checked finite and >= 0) with
+    a weight > 0: ``nonzero`` of the row sums, taken as a sum of the k columns
+    (a reduction over a short last dimension is several times slower)."""
+    return functools.reduce(torch.add, weight.unbind(1)).nonzero().squeeze(1)

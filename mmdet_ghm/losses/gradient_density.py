@@ -1,4 +1,6 @@
 """The gradient-density histogram with its EMA, shared by GHM-C and GHM-R."""
+from typing import Optional
+
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -46,12 +48,13 @@ class GradientDensity(nn.Module):
         self.register_buffer('interval_counts', torch.zeros(bins), persistent=False)
         self.register_buffer('interval_max_weight', torch.zeros(()), persistent=False)
 
-    def forward(self, g: Tensor, valid: Tensor):
+    def forward(self, g: Tensor, valid: Optional[Tensor] = None):
         """Weights of elements with gradient norms ``g``.
 
         Args:
             g (Tensor): fp32 gradient norms, any shape.
-            valid (Tensor): bool mask of g's shape, False for ignored elements.
+            valid (Tensor, optional): bool mask of g's shape, False for ignored
+                elements; None when all are valid.
 
         Returns:
             tuple[Tensor, Tensor]: fp32 weights of g's shape (0 for ignored
