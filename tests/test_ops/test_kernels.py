@@ -5,7 +5,7 @@ import torch
 from mmdet_ghm import ops
 from mmdet_ghm.functional import bin_counts, bin_index, ghmc_bins
 from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
-                              SigmoidFocalLoss)
+                              SigmoidFocalLoss, ghm_r)
 
 from ..conftest import make_cls_inputs, make_reg_inputs
 
@@ -98,7 +98,10 @@ def test_ghmc_triton_reductions_and_dense_targets(reduction):
 
 
 @pytest.mark.parametrize('pos_frac', [0.3, 0.0])
-def test_ghmr_triton_equals_torch(pos_frac):
+@pytest.mark.parametrize('rows', ['picked', 'all'])
+def test_ghmr_triton_equals_torch(monkeypatch, pos_frac, rows):
+    if rows == 'all':  # what CUDA tensors take: every element, weight-0 ones masked
+        monkeypatch.setattr(ghm_r, 'selects_rows', lambda _: False)
     triton_loss = GHMRLoss(impl='triton').to(DEVICE)
     torch_loss = GHMRLoss(impl='torch').to(DEVICE)
     for call in range(3):
