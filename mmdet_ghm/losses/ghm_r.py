@@ -2,8 +2,8 @@
 import functools
 from typing import Optional
 
-from mmdet.registry import MODELS
 import torch
+from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from .. import ops
@@ -30,7 +30,8 @@ class GHMRLoss(nn.Module):
         loss_weight (float): Multiplier of the loss. Default 10.0 (COCO config).
         impl (str): 'auto' (the Triton histogram on CUDA tensors when triton is
             installed, else PyTorch ops), 'triton' or 'torch'. The loss itself
-            is a few torch ops on the (few) positive anchors.
+            is a few torch ops; on CPU tensors they run on the rows with a
+            weight only (the few positive anchors), see :func:`selects_rows`.
         sync_density (bool): Under torch.distributed, sum the bin counts over
             all ranks so every rank uses the global batch's density and keeps
             the same EMA (one small all-reduce per call). Default True.
