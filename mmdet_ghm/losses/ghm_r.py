@@ -85,7 +85,7 @@ class GHMRLoss(nn.Module):
             raise ValueError(
                 f'GHMRLoss: `pred` must be float and `target` of the same shape; got '
                 f'pred {tuple(pred.shape)} {pred.dtype}, target {tuple(target.shape)}.')
-        if pred.dim() < 2:
+        if pred.dim() < 2 or pred.shape[-1] == 0:
             raise ValueError(f'GHMRLoss: `pred` must be (N, 4) or (N, 4k) deltas, got '
                              f'shape {tuple(pred.shape)}.')
         check_finite('GHMRLoss', 'pred', pred)

@@ -78,6 +78,8 @@ REG_CASES = [
      r'`pred` must be float and `target` of the same shape'),
     ('1-d deltas', lambda: (torch.zeros(N * 4), torch.zeros(N * 4)), ValueError,
      r'`pred` must be \(N, 4\) or \(N, 4k\) deltas'),
+    ('no delta per row', lambda: (torch.zeros(N, 0), torch.zeros(N, 0)), ValueError,
+     r'`pred` must be \(N, 4\) or \(N, 4k\) deltas, got shape \(6, 0\)'),
     ('weight of another shape', lambda: (deltas(), deltas(), torch.ones(N, 2)), ValueError,
      r'`weight` must have shape \(N,\) = \(6,\) or \(N, C\) = \(6, 4\)'),
     ('NaN delta', lambda: (deltas() / 0 * 0, deltas()), RuntimeError,
