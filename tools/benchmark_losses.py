@@ -3,9 +3,11 @@
 Every loss runs in this one process on the same inputs: RetinaNet-like logits
 (mostly easy negatives), index labels with 0.5% positives and 1% ignored
 anchors, as mmdet's RetinaHead passes them. Prints the median times and the
-ratios ours / mmdet and ours / floor (``binary_cross_entropy_with_logits`` for
-the classification losses, ``smooth_l1_loss`` for GHM-R); ``--json PATH`` also
-writes them.
+ratios ours / mmdet, ours / floor (``binary_cross_entropy_with_logits`` for
+the classification losses, ``smooth_l1_loss`` for GHM-R: one fused op on all
+elements, no weights) and ours / plain (mmdet's ``CrossEntropyLoss`` with
+``use_sigmoid=True`` and ``SmoothL1Loss``, called with the same weights and
+``avg_factor`` as a head calls them); ``--json PATH`` also writes them.
 
     python tools/benchmark_losses.py                 # CPU here: a few minutes
     python tools/benchmark_losses.py --device cuda   # adds achieved bandwidth
@@ -28,7 +30,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from mmdet.models.losses import GHMC, GHMR, FocalLoss
+from mmdet.models.losses import (GHMC, GHMR, CrossEntropyLoss, FocalLoss,
+                                 SmoothL1Loss)
 
 from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
                               SigmoidFocalLoss)
@@ -99,31 +102,39 @@ def training_step(fn, pred, args, kwargs):
 
 
 def cases(inp, impl):
-    """(group, name, role, loss fn, pred, args, kwargs); role: ours | mmdet | floor.
-    The floors are the plain PyTorch losses on the same logits (BCE with one-hot
-    targets) or deltas (smooth L1, all elements, no weights)."""
+    """(group, name, role, loss fn, pred, args, kwargs); role: ours | mmdet |
+    floor | plain. The floors are the plain PyTorch losses on the same logits
+    (BCE with one-hot targets) or deltas (smooth L1, all elements, no weights);
+    the plain losses are mmdet's sigmoid cross-entropy and smooth L1, with the
+    weights and ``avg_factor`` a head passes."""
     cls = (inp['logits'], (inp['labels'], inp['label_weights']))
     avg = dict(avg_factor=inp['num_pos'])
     counts = [1000 * (k + 1) for k in range(NUM_CLASSES)]
     bce = (lambda x, y: F.binary_cross_entropy_with_logits(x, y))
+    sigmoid_ce = CrossEntropyLoss(use_sigmoid=True)
     return [
         ('GHM-C', 'GHMCLoss (ours)', 'ours', GHMCLoss(impl=impl), *cls, {}),
         ('GHM-C', 'mmdet GHMC', 'mmdet', GHMC(bins=30, momentum=0.75), *cls, {}),
         ('GHM-C', 'BCE floor', 'floor', bce, inp['logits'], (inp['one_hot'], ), {}),
+        ('GHM-C', 'mmdet CrossEntropyLoss', 'plain', sigmoid_ce, *cls, avg),
         ('GHM-R', 'GHMRLoss (ours)', 'ours', GHMRLoss(impl=impl), inp['deltas'],
          (inp['box_targets'], inp['box_weights']), {}),
         ('GHM-R', 'mmdet GHMR', 'mmdet', GHMR(mu=0.02, bins=10, momentum=0.7),
          inp['deltas'], (inp['box_targets'], inp['box_weights']), {}),
         ('GHM-R', 'smooth-L1 floor', 'floor', F.smooth_l1_loss, inp['deltas'],
          (inp['box_targets'], ), {}),
+        ('GHM-R', 'mmdet SmoothL1Loss', 'plain', SmoothL1Loss(), inp['deltas'],
+         (inp['box_targets'], inp['box_weights']), avg),
         ('Focal', 'SigmoidFocalLoss (ours)', 'ours', SigmoidFocalLoss(impl=impl), *cls,
          avg),
         ('Focal', 'mmdet FocalLoss', 'mmdet', FocalLoss(use_sigmoid=True), *cls, avg),
         ('Focal', 'BCE floor', 'floor', bce, inp['logits'], (inp['one_hot'], ), {}),
+        ('Focal', 'mmdet CrossEntropyLoss', 'plain', sigmoid_ce, *cls, avg),
         ('CB focal', 'ClassBalancedFocalLoss (ours)', 'ours',
          ClassBalancedFocalLoss(class_counts=counts, impl=impl), *cls, avg),
         ('CB focal', 'mmdet FocalLoss', 'mmdet', FocalLoss(use_sigmoid=True), *cls, avg),
         ('CB focal', 'BCE floor', 'floor', bce, inp['logits'], (inp['one_hot'], ), {}),
+        ('CB focal', 'mmdet CrossEntropyLoss', 'plain', sigmoid_ce, *cls, avg),
     ]
 
 
@@ -276,16 +287,16 @@ def main():
             if hasattr(fn, 'to'):
                 fn.to(device)
             specs[(group, role)] = (name, training_step(fn, pred, fargs, kwargs))
-        # two passes: ours against the floors, then ours against mmdet. mmdet's
-        # losses allocate gigabytes at the larger sizes; timed between them, the
-        # other losses fault their temporaries in afresh, so the ratio to the
-        # floor is taken in a pass of ours and the floors alone.
+        # two passes: ours against the floors, then ours against mmdet's losses.
+        # mmdet's losses allocate (up to gigabytes) at the larger sizes; timed
+        # between them, the other losses fault their temporaries in afresh, so
+        # the ratio to the floor is taken in a pass of ours and the floors alone.
         # A case of several groups (the BCE floor, mmdet's FocalLoss) is timed
         # once, so every group is divided by the same measurement.
         floors, mmdets = (interleaved_medians(
             {name: step for (_, role), (name, step) in specs.items() if role in roles},
-            args.repeat, device) for roles in (('ours', 'floor'), ('ours', 'mmdet')))
-        times = {key: (mmdets if key[1] == 'mmdet' else floors)[name]
+            args.repeat, device) for roles in (('ours', 'floor'), ('ours', 'mmdet', 'plain')))
+        times = {key: (mmdets if key[1] in ('mmdet', 'plain') else floors)[name]
                  for key, (name, _) in specs.items()}
         against_mmdet = {key: mmdets[name] for key, (name, _) in specs.items()
                          if key[1] == 'ours'}
@@ -298,6 +309,7 @@ def main():
                 row['achieved_GBps'] = nbytes / seconds / 1e9
             if role == 'ours':
                 row['ours/floor'] = seconds / times[(group, 'floor')]
+                row['ours/plain'] = against_mmdet[key] / times[(group, 'plain')]
                 row['ours/mmdet'] = against_mmdet[key] / times[(group, 'mmdet')]
             results.append(row)
         print_table(size, [r for r in results if r['size'] == size])
@@ -316,12 +328,13 @@ def meta(device, impl):
 
 def print_table(size, rows):
     print(f'\n{size}: {rows[0]["anchors"]} anchors x {NUM_CLASSES} classes')
-    print(f'{"loss":<32}{"median ms":>11}{"ours/mmdet":>12}{"ours/floor":>11}{"GB/s":>8}')
+    print(f'{"loss":<32}{"median ms":>11}{"ours/mmdet":>12}{"ours/floor":>11}'
+          f'{"ours/plain":>11}{"GB/s":>8}')
     for r in rows:
         ratio = lambda k: f'{r[k]:.3f}' if k in r else ''  # noqa: E731
         bw = f'{r["achieved_GBps"]:.0f}' if 'achieved_GBps' in r else ''
         print(f'{r["name"]:<32}{r["median_ms"]:>11.1f}{ratio("ours/mmdet"):>12}'
-              f'{ratio("ours/floor"):>11}{bw:>8}')
+              f'{ratio("ours/floor"):>11}{ratio("ours/plain"):>11}{bw:>8}')
 
 
 if __name__ == '__main__':

@@ -1,5 +1,7 @@
 """tools/benchmark_losses.py: what its table divides by what (not the speed)."""
 import json
+import math
+import sys
 
 from .conftest import load_tool, run
 
@@ -27,6 +29,13 @@ def test_table_divides_each_loss_by_its_floor_and_mmdet(tmp_path):
     for group, row in ours.items():
         assert row['ours/floor'] == row['median_ms'] / ms[(group, 'floor')]
         assert row['ours/mmdet'] > 0
-    # one measurement of the BCE floor serves the three classification losses
-    assert ms[('GHM-C', 'floor')] == ms[('Focal', 'floor')] == ms[('CB focal', 'floor')]
-    assert ms[('GHM-R', 'floor')] != ms[('GHM-C', 'floor')]
+        # ours from the pass of mmdet's losses, over mmdet's plain loss
+        assert math.isclose(row['ours/plain'] / row['ours/mmdet'],
+                            ms[(group, 'mmdet')] / ms[(group, 'plain')],
+                            rel_tol=8 * sys.float_info.epsilon)
+    # one measurement of the BCE floor (and of mmdet's sigmoid cross-entropy)
+    # serves the three classification losses
+    for role in ('floor', 'plain'):
+        assert ms[('GHM-C', role)] == ms[('Focal', role)] == ms[('CB focal', role)]
+        assert ms[('GHM-R', role)] != ms[('GHM-C', role)]
+    assert ms[('GHM-R', 'plain')] != ms[('GHM-R', 'floor')]
