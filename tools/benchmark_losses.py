@@ -11,6 +11,7 @@ elements, no weights) and ours / plain (mmdet's ``CrossEntropyLoss`` with
 
     python tools/benchmark_losses.py                 # CPU here: a few minutes
     python tools/benchmark_losses.py --device cuda   # adds achieved bandwidth
+    python tools/benchmark_losses.py --anchors 250 1000 2000 4000  # other anchor counts
     python tools/benchmark_losses.py --e2e           # the head's loss step, a toy iteration
 
 ``--e2e`` times, in one process on the same inputs after a warm-up, (1) the
@@ -264,12 +265,16 @@ def main():
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--impl', default='auto', choices=['auto', 'triton', 'torch'])
     parser.add_argument('--sizes', nargs='+', default=list(SIZES), choices=list(SIZES))
+    parser.add_argument('--anchors', nargs='+', type=int, metavar='N',
+                        help='time these anchor counts instead of --sizes')
     parser.add_argument('--repeat', type=int, default=7,
                         help='timed runs per case (mmdet GHMC: at most 3)')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--e2e', action='store_true',
                         help='time the head loss step and a toy training step instead')
     args = parser.parse_args()
+    if args.anchors and min(args.anchors) < 1:
+        parser.error(f'--anchors must be positive counts, got {args.anchors}')
     device = torch.device(args.device)
     if args.e2e:
         import mmdet_ghm  # noqa: F401  (registers GHMRetinaHead)
@@ -279,9 +284,11 @@ def main():
                 json.dump(dict(meta=meta(device, args.impl), e2e=rows), f, indent=2)
         return
 
+    sizes = ({str(n): n for n in args.anchors} if args.anchors
+             else {size: SIZES[size] for size in args.sizes})
     results = []
-    for size in args.sizes:
-        inp = make_inputs(SIZES[size], device)
+    for size, num_anchors in sizes.items():
+        inp = make_inputs(num_anchors, device)
         specs = {}
         for group, name, role, fn, pred, fargs, kwargs in cases(inp, args.impl):
             if hasattr(fn, 'to'):
@@ -302,7 +309,7 @@ def main():
                          if key[1] == 'ours'}
         for key in specs:  # in the order of cases()
             (group, role), seconds = key, times[key]
-            row = dict(size=size, anchors=SIZES[size], group=group,
+            row = dict(size=size, anchors=num_anchors, group=group,
                        name=specs[(group, role)][0], role=role, median_ms=seconds * 1e3)
             nbytes = fused_bytes(inp, group) if role == 'ours' else None
             if device.type == 'cuda' and nbytes:

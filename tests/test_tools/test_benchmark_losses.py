@@ -1,9 +1,10 @@
 """tools/benchmark_losses.py: what its table divides by what (not the speed)."""
 import json
 import math
+import subprocess
 import sys
 
-from .conftest import load_tool, run
+from .conftest import ROOT, load_tool, run
 
 
 def test_round_robin_gives_each_step_its_runs():
@@ -21,8 +22,9 @@ def test_round_robin_gives_each_step_its_runs():
 
 def test_table_divides_each_loss_by_its_floor_and_mmdet(tmp_path):
     out = tmp_path / 'bench.json'
-    run('tools/benchmark_losses.py', '--sizes', '2k', '--repeat', '1', '--json', str(out))
+    run('tools/benchmark_losses.py', '--anchors', '300', '--repeat', '1', '--json', str(out))
     rows = json.loads(out.read_text())['results']
+    assert {(r['size'], r['anchors']) for r in rows} == {('300', 300)}
     ms = {(r['group'], r['role']): r['median_ms'] for r in rows}
     ours = {r['group']: r for r in rows if r['role'] == 'ours'}
     assert set(ours) == {'GHM-C', 'GHM-R', 'Focal', 'CB focal'}
@@ -39,3 +41,10 @@ def test_table_divides_each_loss_by_its_floor_and_mmdet(tmp_path):
         assert ms[('GHM-C', role)] == ms[('Focal', role)] == ms[('CB focal', role)]
         assert ms[('GHM-R', role)] != ms[('GHM-C', role)]
     assert ms[('GHM-R', 'plain')] != ms[('GHM-R', 'floor')]
+
+
+def test_anchor_counts_must_be_positive():
+    out = subprocess.run([sys.executable, 'tools/benchmark_losses.py', '--anchors', '300', '0'],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert '--anchors must be positive counts' in out.stderr
