@@ -2,6 +2,7 @@
 chunk or in many (the last one ragged), on one thread or several."""
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmdet_ghm.functional import chunks, threads
 from mmdet_ghm.losses import ClassBalancedFocalLoss, GHMCLoss, SigmoidFocalLoss
@@ -53,3 +54,38 @@ def test_many_chunks_equal_one(monkeypatch, loss_name, layout, weight_kind, redu
                                atol=loss_tol * whole[0].abs().max())
     torch.testing.assert_close(chunked[1], whole[1], rtol=16 * EPS,
                                atol=16 * EPS * whole[1].abs().max())
+
+
+class CountOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_of_step(make_loss, num_anchors, num_classes=80):
+    """Ops (on a GPU, kernel launches) of forward + backward on meta tensors,
+    which take the twin's GPU code path without data."""
+    meta = torch.device('meta')
+    loss_module = make_loss().to(meta)
+    pred = torch.empty(num_anchors, num_classes, device=meta, requires_grad=True)
+    labels = torch.empty(num_anchors, dtype=torch.long, device=meta)
+    weight = torch.empty(num_anchors, device=meta)
+    with CountOps() as ops:
+        loss_module(pred, labels, weight, reduction_override='sum').backward()
+    return ops.count
+
+
+@pytest.mark.parametrize('loss_name', LOSSES)
+def test_gpu_twin_runs_large_chunks(loss_name):
+    """On the CPU a COCO batch (401,400 x 80) goes in 31 chunks; on a GPU, where
+    each op is a launch, in 2, with at most twice the ops of a single chunk."""
+    make_loss = {**LOSSES, 'ClassBalancedFocalLoss': lambda: ClassBalancedFocalLoss(
+        class_counts=list(range(1, 81)), impl='torch')}[loss_name]
+    shape = (401_400, 80)
+    assert len(chunks.row_chunks(torch.empty(shape, device='meta'))) == 2
+    assert len(chunks.row_chunks(torch.empty(1, 80).expand(shape[0], -1))) == 31
+    assert ops_of_step(make_loss, shape[0]) <= 2 * ops_of_step(make_loss, 1_000)
