@@ -298,8 +298,9 @@ def main():
         # mmdet's losses allocate (up to gigabytes) at the larger sizes; timed
         # between them, the other losses fault their temporaries in afresh, so
         # the ratio to the floor is taken in a pass of ours and the floors alone.
-        # A case of several groups (the BCE floor, mmdet's FocalLoss) is timed
-        # once, so every group is divided by the same measurement.
+        # A case of several groups (the BCE floor, mmdet's FocalLoss and
+        # CrossEntropyLoss) is timed once, so every group is divided by the
+        # same measurement.
         floors, mmdets = (interleaved_medians(
             {name: step for (_, role), (name, step) in specs.items() if role in roles},
             args.repeat, device) for roles in (('ours', 'floor'), ('ours', 'mmdet', 'plain')))
