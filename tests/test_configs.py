@@ -18,7 +18,9 @@ def test_every_variant_is_there():
             'focal/focal_retinanet_r50_fpn_1x_coco.py',
             'cb_focal/cb_focal_retinanet_r50_fpn_1x_coco.py',
             'voc/ghm_retinanet_r50_fpn_1x_voc0712.py'} <= names
-    assert len([n for n in names if n.startswith('toy/')]) == 5
+    assert {f'toy/{v}_retinanet_toy.py' for v in (
+        'ghm', 'focal', 'cb_focal', 'mmdet_ghm', 'mmdet_focal', 'ghmc_l1', 'focal_ghmr')} == {
+            n for n in names if n.startswith('toy/')}
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: osp.relpath(p, ROOT))
@@ -29,9 +31,14 @@ def test_config_builds(path):
     model = MODELS.build(cfg.model)
     head = model.bbox_head
     assert head.cls_out_channels == head.num_classes  # sigmoid classification
-    if 'ghm' in osp.basename(path) and 'mmdet_' not in osp.basename(path):
+    if osp.basename(path).startswith('ghm_'):  # GHM-C + GHM-R as the paper
         assert type(head).__name__ == 'GHMRetinaHead'
         assert type(head.loss_cls).__name__ == 'GHMCLoss'
         assert (head.loss_cls.density.bins, head.loss_cls.density.momentum) == (30, 0.75)
         assert type(head.loss_bbox).__name__ == 'GHMRLoss'
         assert cfg.optim_wrapper.clip_grad.max_norm == 35
+    ablation = {'ghmc_l1_retinanet_toy.py': ('GHMCLoss', 'L1Loss'),
+                'focal_ghmr_retinanet_toy.py': ('SigmoidFocalLoss', 'GHMRLoss')}
+    if osp.basename(path) in ablation:  # one of the two GHM losses swapped
+        assert (type(head.loss_cls).__name__,
+                type(head.loss_bbox).__name__) == ablation[osp.basename(path)]
