@@ -1,9 +1,11 @@
 """GHM-C: gradient harmonized binary cross-entropy (Li, Liu, Wang, AAAI 2019)."""
 import functools
+import sys
 from typing import Optional
 
 from mmdet.registry import MODELS
 from torch import Tensor, nn
+from torch.nn.modules.module import register_module_module_registration_hook
 
 from .. import ops
 from ..functional import ghmc_histogram, ghmc_weighted_bce
@@ -120,3 +122,31 @@ class GHMCLoss(nn.Module):
                 ops.ghmc_weighted_bce(pred, target, weight, bin_weights, reduce,
                                       'GHMCLoss', fallback)), twin_loss)
         return self.loss_weight * normalise(loss, reduction, normaliser)
+
+
+def refuse_anchor_scoring_heads(module: nn.Module, name: str, submodule) -> None:
+    """Stops the build of a PAA head whose ``loss_cls`` is a GHMCLoss.
+
+    PAA scores each object's candidate anchors with ``loss_cls`` (reduction
+    'none', on the candidates alone) and fits a two-component Gaussian mixture
+    to the scores. GHM-C's weights are a density over the elements of the call,
+    so the scoring call weighs the candidates by their own histogram (a loss
+    other than the one trained) and, in training mode, updates the EMA with it.
+    Its scores carry outliers onto which the mixture collapses a component, and
+    whether scikit-learn's fit then fails depends on the machine's rounding.
+    Called by torch for every submodule registration (a global hook).
+    """
+    if name != 'loss_cls' or not isinstance(submodule, GHMCLoss):
+        return
+    paa_head = sys.modules.get('mmdet.models.dense_heads.paa_head')
+    if paa_head is not None and isinstance(module, paa_head.PAAHead):
+        raise ValueError(
+            'GHMCLoss can not be the loss_cls of PAAHead: PAA scores candidate '
+            "anchors with loss_cls to assign labels, and GHM-C's density weights "
+            'of those candidates alone are no score (they also update its EMA). '
+            "Use FocalLoss (PAA's own) or SigmoidFocalLoss / ClassBalancedFocalLoss "
+            'for PAA, or GHMCLoss in a detector that does not score anchors by '
+            'their loss (RetinaNet, ATSS, FCOS, ...).')
+
+
+register_module_module_registration_hook(refuse_anchor_scoring_heads)
