@@ -53,11 +53,20 @@ def mean_denominator(loss_name: str, reduction: str, avg_factor, numel: int):
     return avg_factor + torch.finfo(torch.float32).eps
 
 
+def value_range(tensor: Tensor) -> Tuple[Tensor, Tensor]:
+    """Smallest and largest element, in one pass where the device has a kernel
+    for it. torch < 2.2 has no CPU ``aminmax`` for fp16: there the fp32 copy
+    (exact, so the same values) is read instead. CUDA reads the tensor as it is."""
+    if tensor.dtype == torch.float16 and tensor.device.type == 'cpu':
+        tensor = tensor.float()
+    return torch.aminmax(tensor)
+
+
 def check_finite(loss_name: str, arg: str, tensor: Tensor) -> None:
-    # one aminmax pass; NaN fails both comparisons
+    # one min/max pass; NaN fails both comparisons
     if tensor.numel() == 0:
         return
-    low, high = torch.aminmax(tensor)
+    low, high = value_range(tensor)
     torch._assert_async(
         (low > -math.inf) & (high < math.inf),
         f'{loss_name}: `{arg}` contains NaN or Inf; a non-finite {arg} usually '
@@ -66,11 +75,11 @@ def check_finite(loss_name: str, arg: str, tensor: Tensor) -> None:
 
 def check_range(loss_name: str, arg: str, tensor: Tensor, low: float,
                 high: float = math.inf, meaning: str = '') -> None:
-    """``low <= tensor <= high`` and finite elementwise, NaN failing (one aminmax
+    """``low <= tensor <= high`` and finite elementwise, NaN failing (one min/max
     pass)."""
     if tensor.numel() == 0:
         return
-    lowest, highest = torch.aminmax(tensor)
+    lowest, highest = value_range(tensor)
     bounds = f'finite and >= {low}' if high == math.inf else f'in [{low}, {high}]'
     torch._assert_async(
         (lowest >= low) & (highest <= high) & (highest < math.inf),

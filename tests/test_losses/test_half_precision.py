@@ -10,7 +10,7 @@ computed in half precision.
 import pytest
 import torch
 
-from ..conftest import LOSSES
+from ..conftest import BOTH_IMPLS, LOSSES
 
 SUM_RTOL = 64 * torch.finfo(torch.float32).eps  # fp32 sums in another order
 
@@ -23,7 +23,7 @@ def loss_and_grad(loss, pred, target, weight):
 
 
 @pytest.mark.parametrize('name', LOSSES)
-@pytest.mark.parametrize('impl', ['torch', 'triton'])
+@pytest.mark.parametrize('impl', BOTH_IMPLS)
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_half_inputs_equal_fp32_inputs_of_the_same_values(name, impl, dtype):
     build, make_inputs = LOSSES[name]
@@ -37,3 +37,33 @@ def test_half_inputs_equal_fp32_inputs_of_the_same_values(name, impl, dtype):
     torch.testing.assert_close(half_grad.float(), ref_grad, rtol=info.eps,
                                atol=info.smallest_normal)
     assert ref_grad.abs().max() > 1e-2  # gradients of order 1, not vanishing
+
+
+@pytest.fixture
+def no_half_aminmax_on_cpu(monkeypatch):
+    """torch.aminmax as torch 2.1 has it: no CPU kernel for fp16."""
+    real = torch.aminmax
+
+    def aminmax(tensor, *args, **kwargs):
+        if tensor.dtype == torch.float16 and tensor.device.type == 'cpu':
+            raise RuntimeError('"aminmax_cpu" not implemented for \'Half\'')
+        return real(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch, 'aminmax', aminmax)
+
+
+@pytest.mark.parametrize('name', LOSSES)
+def test_half_cpu_inputs_where_torch_has_no_half_aminmax(no_half_aminmax_on_cpu, name):
+    build, make_inputs = LOSSES[name]
+    pred, target, weight = make_inputs(dtype=torch.float16)
+    weight = weight.half()
+    value, _ = loss_and_grad(build('torch'), pred, target, weight)
+    ref_value, _ = loss_and_grad(build('torch'), pred.float(), target.float()
+                                 if target.is_floating_point() else target, weight.float())
+    torch.testing.assert_close(value, ref_value, rtol=SUM_RTOL, atol=0)
+    # the checks still read the fp16 values
+    for arg in ('pred', 'weight'):
+        bad = {'pred': pred.clone(), 'weight': weight.clone()}
+        bad[arg].view(-1)[0] = float('nan')
+        with pytest.raises(RuntimeError, match='NaN'):
+            build('torch')(bad['pred'], target, bad['weight'])
