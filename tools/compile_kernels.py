@@ -5,8 +5,11 @@ The losses run their real code path (impl='triton') on small CPU tensors that
 the dispatcher is told to treat as CUDA tensors; every launch is intercepted
 (``ops.dispatch.intercept_launches``) and compiled ahead of time, with triton's
 bundled ptxas, for each ``--arch`` through a stand-in driver that reports that
-GPU. Nothing is launched. Integer outputs of a compiled launch are zeroed so
-the code after it (indexing by bin) runs on defined values.
+GPU (triton >= 3.0: a stand-in active driver; 2.3: a stand-in for its lazily made
+driver; 2.1 and 2.2: the device and capability asked of torch.cuda), with a
+Python launcher in place of the C one triton would build against libcuda.
+Nothing is launched. Integer outputs of a compiled launch are zeroed so the code
+after it (indexing by bin) runs on defined values.
 
     python tools/compile_kernels.py --arch 80 90 [--json out.json]
 
@@ -20,6 +23,7 @@ import itertools
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
 from collections import defaultdict
@@ -29,8 +33,15 @@ DTYPES = ('float32', 'float16', 'bfloat16')
 SHAPES = ((1000, 80), (37, 7))  # aligned and unaligned sizes specialise differently
 
 
+def triton_release() -> tuple:
+    import triton
+
+    from mmdet_ghm.ops.dispatch import parse_version
+    return parse_version(triton.__version__)
+
+
 class StandInDriver:
-    """Answers what triton's JIT asks the active driver before it compiles."""
+    """Answers what triton's (>= 3.0) JIT asks the active driver before it compiles."""
 
     def __init__(self, arch: int):
         from triton.backends.compiler import GPUTarget
@@ -56,6 +67,55 @@ class StandInDriver:
 
     def is_active(self):
         return True
+
+
+class StandInDriver23:
+    """What triton 2.3's JIT and compiler ask their (lazily made) driver."""
+    binary_ext = 'cubin'
+
+    def __init__(self, arch: int):
+        self.arch = arch
+
+    def get_current_device(self):
+        return self.arch  # one kernel cache per target
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def get_current_target(self):
+        return ('cuda', self.arch)
+
+
+def write_launcher_stub(directory: str) -> str:
+    """A Python launcher in place of the C one triton builds against libcuda
+    (absent here); compiling never calls it."""
+    path = os.path.join(directory, 'launcher_stub.py')
+    with open(path, 'w') as f:
+        f.write('def launch(*args, **kwargs):\n'
+                '    raise RuntimeError("compiled ahead of time for an absent GPU")\n')
+    return path
+
+
+def stand_in_gpu(arch: int, stub: str) -> dict:
+    """Makes the installed triton compile for sm_``arch`` without a GPU; returns
+    the extra keyword arguments its ``JITFunction.run`` needs for that."""
+    release = triton_release()
+    if release >= (3, 0):
+        from triton.runtime.driver import driver
+        driver.set_active(StandInDriver(arch))
+        return {}
+    if release >= (2, 3):
+        from triton.compiler.backends.cuda import CUDABackend
+        from triton.runtime.driver import driver
+        CUDABackend.make_launcher_stub = lambda self, src, metadata: stub
+        driver._obj = StandInDriver23(arch)
+        return {}
+    # triton 2.1 and 2.2: device and capability come from torch.cuda
+    from triton.compiler import compiler
+    compiler.make_stub = lambda *args, **kwargs: stub
+    compiler.get_current_device = lambda: arch
+    compiler.get_device_capability = lambda device: divmod(arch, 10)
+    return dict(device=arch, device_type='cuda')
 
 
 def loss_cases():
@@ -98,7 +158,6 @@ def compile_for(arch: int):
     """Runs every case, compiling each launch for sm_``arch``; returns
     {kernel: [specialisation, ...]} and the failing cases."""
     import torch
-    from triton.runtime.driver import driver
 
     from mmdet_ghm.ops import dispatch
 
@@ -108,7 +167,7 @@ def compile_for(arch: int):
 
     def compile_launch(kernel, grid, args, kwargs):
         name = kernel.fn.__name__
-        binary = kernel.run(*args, grid=grid, warmup=True, **kwargs)
+        binary = kernel.run(*args, grid=grid, warmup=True, **gpu, **kwargs)
         if not binary.asm.get('cubin') or f'.target sm_{arch}' not in binary.asm['ptx']:
             raise RuntimeError(f'{name}: no sm_{arch} cubin produced')
         compiled[name].add(' '.join(
@@ -118,8 +177,9 @@ def compile_for(arch: int):
             if isinstance(arg, torch.Tensor) and not arg.is_floating_point():
                 arg.zero_()
 
-    driver.set_active(StandInDriver(arch))
-    with dispatch.intercept_launches(compile_launch):
+    with tempfile.TemporaryDirectory() as stub_dir, \
+            dispatch.intercept_launches(compile_launch):
+        gpu = stand_in_gpu(arch, write_launcher_stub(stub_dir))
         for case, loss, pred, target, weight, reduction in loss_cases():
             pred = pred.clone().requires_grad_()
             try:

@@ -3,11 +3,11 @@
 The kernels are importable only with a triton that can build them; callers
 reach them after ``use_triton`` has said yes, which implies that.
 """
-from .dispatch import (IMPLS, check_impl, kernel_grad_or_twin, kernel_or_twin,
-                       kernel_support, triton_available, use_triton)
+from .dispatch import (IMPLS, check_impl, interpreter_support, kernel_grad_or_twin,
+                       kernel_or_twin, kernel_support, triton_available, use_triton)
 
-__all__ = ['IMPLS', 'check_impl', 'kernel_grad_or_twin', 'kernel_or_twin',
-           'kernel_support', 'triton_available', 'use_triton']
+__all__ = ['IMPLS', 'check_impl', 'interpreter_support', 'kernel_grad_or_twin',
+           'kernel_or_twin', 'kernel_support', 'triton_available', 'use_triton']
 
 if kernel_support() is None:
     from .focal import sigmoid_focal_loss_triton

@@ -5,8 +5,9 @@ build them (:func:`kernel_support`, decided once per process) and the PyTorch
 twin everywhere else. If a kernel still fails to compile or launch, the loss
 warns once and runs the twin from then on: training never stops because of our
 kernels. ``impl='triton'`` insists on the kernels and raises; on CPU tensors it
-works only under ``TRITON_INTERPRET=1`` (Triton's interpreter, slow, used by the
-tests). ``impl='torch'`` always runs the twin.
+works only under ``TRITON_INTERPRET=1`` with triton >= 3.0 (Triton's interpreter,
+slow, used by the tests; :func:`interpreter_support`). ``impl='torch'`` always
+runs the twin.
 
 Every kernel launch goes through :func:`launch`, so a tool can intercept them
 all (:func:`intercept_launches`): the ahead-of-time compile check and the
@@ -24,10 +25,13 @@ import torch
 from torch import Tensor
 
 IMPLS = ('auto', 'triton', 'torch')
-# Oldest triton the kernels build with (torch 2.4 pins triton 3.0); proven by
+# Oldest triton the kernels build with (torch 2.1 pins triton 2.1); proven by
 # `make compat`, see the README's table.
-MIN_TRITON = (3, 0)
+MIN_TRITON = (2, 1)
 MIN_TRITON_TEXT = '.'.join(map(str, MIN_TRITON))
+# Oldest triton whose CPU interpreter runs the kernels: 2.1 has none, and those of
+# 2.2 and 2.3 lack atomics and integer casts.
+MIN_INTERPRETER = (3, 0)
 
 # The first kernel failure under impl='auto' (a message), after which every loss
 # runs its twin; None while the kernels work.
@@ -55,10 +59,19 @@ def kernel_support() -> Optional[str]:
         return 'triton is not installed'
     version = triton_version()
     if parse_version(version) < MIN_TRITON:
-        return f'triton {version} is older than {MIN_TRITON_TEXT} (torch < 2.4)'
-    import triton.language as tl
-    if not hasattr(tl, 'histogram'):
-        return f'triton {version} has no tl.histogram'
+        return f'triton {version} is older than {MIN_TRITON_TEXT} (torch < 2.1)'
+    return None
+
+
+def interpreter_support() -> Optional[str]:
+    """None when Triton's CPU interpreter can run the kernels, else the reason."""
+    reason = kernel_support()
+    if reason is not None:
+        return reason
+    version = triton_version()
+    if parse_version(version) < MIN_INTERPRETER:
+        return (f'the interpreter of triton {version} cannot run the kernels '
+                '(triton >= 3.0 needed)')
     return None
 
 
@@ -85,13 +98,19 @@ def use_triton(owner: str, impl: str, tensor: Tensor) -> bool:
     if reason is not None:
         raise RuntimeError(
             f"{owner}: impl='triton' cannot run: {reason}. Install triton >= "
-            f"{MIN_TRITON_TEXT} (the one torch >= 2.4 brings), or use "
+            f"{MIN_TRITON_TEXT} (the one torch >= 2.1 brings), or use "
             "impl='auto', which runs the PyTorch implementation where the kernels "
             'cannot.')
-    if not (is_gpu_tensor(tensor) or interpreting()):
+    if is_gpu_tensor(tensor):
+        return True
+    if not interpreting():
         raise ValueError(f"{owner}: impl='triton' runs on CUDA tensors, got a "
                          f'{tensor.device} tensor; set TRITON_INTERPRET=1 to run the '
                          "kernels on the CPU (slowly), or use impl='auto'.")
+    reason = interpreter_support()
+    if reason is not None:
+        raise RuntimeError(f"{owner}: impl='triton' on a {tensor.device} tensor cannot "
+                           f"run: {reason}. Use impl='auto' on the CPU.")
     return True
 
 

@@ -79,6 +79,25 @@ def bin_of(g, BINS: tl.constexpr):
 
 
 @triton.jit
+def one_hot_histogram(idx, HIST: tl.constexpr):
+    """How often each of 0 .. HIST-1 occurs in the block's int32 ``idx``, as a
+    one-hot compare-and-sum: what triton 2.1 to 2.3 build (no ``tl.histogram``)."""
+    return tl.sum((idx[:, None] == tl.arange(0, HIST)[None, :]).to(tl.int32), axis=0)
+
+
+@triton.jit
+def _tl_histogram(idx, HIST: tl.constexpr):
+    return tl.histogram(idx, HIST)
+
+
+# The block histogram the kernels call, chosen here and not by a constexpr branch:
+# triton 2.x resolves every ``tl.`` name of the functions a kernel calls, even in
+# a branch switched off, and never sees _tl_histogram's. Where triton has it,
+# tl.histogram is the cheaper of the two (fewer instructions per element).
+block_histogram = _tl_histogram if hasattr(tl, 'histogram') else one_hot_histogram
+
+
+@triton.jit
 def log_sigmoid(x):
     """log(sigmoid(x)), finite for any finite x."""
     return tl.minimum(x, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(x)))

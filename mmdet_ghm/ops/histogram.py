@@ -1,9 +1,10 @@
 """Fused gradient-density histogram of GHM-C and GHM-R (Triton).
 
 One pass over the elements: gradient norm, bin, a block-local histogram
-(``tl.histogram``), then one atomic add per bin into the global counts. Nothing
-leaves the device. Ignored elements go to an extra bin that is never added, so
-the kernel needs no ``mask=`` of ``tl.histogram`` (absent before triton 3.4).
+(``elements.block_histogram``: ``tl.histogram``, or its one-hot form on triton
+2.x), then one atomic add per bin into the global counts. Nothing leaves the
+device. Ignored elements go to an extra bin that is never added, so the kernel
+needs no ``mask=`` of ``tl.histogram`` (absent in triton 3.1 and 3.3).
 Twin: ``functional.bin_index`` + ``functional.bin_counts``.
 """
 import torch
@@ -12,7 +13,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .dispatch import launch
-from .elements import BLOCK, bin_of, elements, load_elements
+from .elements import BLOCK, bin_of, block_histogram, elements, load_elements
 
 GHMC_NORM, GHMR_NORM = 0, 1
 
@@ -39,7 +40,7 @@ def _histogram_kernel(pred_ptr, target_ptr, weight_ptr, counts_ptr,
                                         tl.program_id(0), n, C, TARGET_IS_INDEX,
                                         WEIGHT_MODE, BLOCK)
     idx = tl.where(mask & (w > 0), bin_of(gradient_norm(x, y, mu, NORM), BINS), BINS)
-    hist = tl.histogram(idx, HIST)
+    hist = block_histogram(idx, HIST)
     bins = tl.arange(0, HIST)
     tl.atomic_add(counts_ptr + bins, hist, mask=bins < BINS)
     if WRITE_INDEX:

@@ -3,13 +3,12 @@ import warnings
 
 import pytest
 import torch
-import triton.language as tl
 
 from mmdet_ghm import ops
 from mmdet_ghm.losses import GHMCLoss, GHMRLoss, SigmoidFocalLoss
 from mmdet_ghm.ops import dispatch
 
-from ..conftest import LOSSES, make_cls_inputs
+from ..conftest import KERNELS, LOSSES, RUNS_KERNELS, make_cls_inputs
 
 FAKE_CUDA = types.SimpleNamespace(is_cuda=True, device='cuda:0')
 
@@ -31,6 +30,7 @@ def cpu_as_gpu(monkeypatch, fresh_dispatch):
     return fresh_dispatch
 
 
+@KERNELS
 def test_auto_picks_triton_on_cuda_and_torch_on_cpu():
     assert ops.use_triton('X', 'auto', FAKE_CUDA)
     assert not ops.use_triton('X', 'auto', torch.zeros(1))
@@ -48,6 +48,7 @@ def test_auto_on_cpu_never_calls_a_kernel():
         GHMRLoss()(pred[:, :2], pred[:, 1:])
 
 
+@KERNELS
 def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
     monkeypatch.delenv('TRITON_INTERPRET', raising=False)
     with pytest.raises(ValueError, match='TRITON_INTERPRET=1'):
@@ -59,21 +60,39 @@ def test_unknown_impl_is_rejected():
         GHMCLoss(impl='cuda')
 
 
-@pytest.mark.parametrize('version', ['2.1.0', '2.3.1'])
+@pytest.mark.parametrize('version', ['2.0.0', '1.0.1'])
 def test_old_triton_runs_the_twin(monkeypatch, fresh_dispatch, version):
+    monkeypatch.setattr(dispatch, 'triton_available', lambda: True)
     monkeypatch.setattr(dispatch, 'triton_version', lambda: version)
-    assert 'older than 3.0' in dispatch.kernel_support()
+    assert 'older than 2.1' in dispatch.kernel_support()
     assert not ops.use_triton('GHMCLoss', 'auto', FAKE_CUDA)
-    with pytest.raises(RuntimeError, match=rf"triton {version} is older.*Install triton >= 3.0"):
+    with pytest.raises(RuntimeError, match=rf"triton {version} is older.*Install triton >= 2.1"):
         ops.use_triton('GHMCLoss', 'triton', FAKE_CUDA)
 
 
-def test_triton_without_histogram_runs_the_twin(monkeypatch, fresh_dispatch):
-    monkeypatch.delattr(tl, 'histogram')
-    assert 'no tl.histogram' in dispatch.kernel_support()
-    assert not ops.use_triton('GHMCLoss', 'auto', FAKE_CUDA)
+@pytest.mark.parametrize('version', ['2.1.0', '2.2.0', '2.3.1'])
+def test_triton_2_runs_the_kernels_on_gpus_only(monkeypatch, fresh_dispatch, version):
+    """torch 2.1 to 2.3 pin these: the kernels build, but no interpreter of
+    theirs can run them on the CPU, and impl='triton' says so."""
+    monkeypatch.setattr(dispatch, 'triton_available', lambda: True)
+    monkeypatch.setattr(dispatch, 'triton_version', lambda: version)
+    monkeypatch.setenv('TRITON_INTERPRET', '1')
+    assert dispatch.kernel_support() is None
+    assert ops.use_triton('GHMCLoss', 'auto', FAKE_CUDA)
+    assert f'interpreter of triton {version}' in dispatch.interpreter_support()
+    assert not ops.use_triton('GHMCLoss', 'auto', torch.zeros(1))
+    with pytest.raises(RuntimeError, match=rf"interpreter of triton {version}.*impl='auto'"):
+        ops.use_triton('GHMCLoss', 'triton', torch.zeros(1))
 
 
+@pytest.mark.parametrize('version', ['3.0.0', '3.9.0'])
+def test_triton_3_interpreter_runs_the_kernels(monkeypatch, fresh_dispatch, version):
+    monkeypatch.setattr(dispatch, 'triton_available', lambda: True)
+    monkeypatch.setattr(dispatch, 'triton_version', lambda: version)
+    assert dispatch.kernel_support() is None and dispatch.interpreter_support() is None
+
+
+@KERNELS
 def test_support_is_decided_once(monkeypatch, fresh_dispatch):
     calls = []
     monkeypatch.setattr(dispatch, 'triton_version', lambda: calls.append(1) or '3.9.0')
@@ -103,6 +122,7 @@ ALL_KERNELS = ('_histogram_kernel', '_ghmc_forward_kernel', '_ghmc_backward_kern
                '_focal_forward_kernel', '_focal_backward_kernel')
 
 
+@RUNS_KERNELS
 @pytest.mark.parametrize('name, failing', [
     (name, failing) for name in LOSSES for failing in ('forward', 'backward')
     if not (name == 'GHMRLoss' and failing == 'backward')])  # GHM-R: histogram only
@@ -129,6 +149,7 @@ def test_compile_failure_warns_once_and_training_goes_on(cpu_as_gpu, name, faili
     assert not ops.use_triton(name, 'auto', FAKE_CUDA)  # the twin from now on
 
 
+@RUNS_KERNELS
 def test_ghmc_loss_kernel_failure_after_histogram_counts_once(cpu_as_gpu):
     """The histogram kernel ran and updated the EMA; the loss kernel fails: the
     twin must reuse those weights, not update the EMA a second time."""
@@ -143,6 +164,7 @@ def test_ghmc_loss_kernel_failure_after_histogram_counts_once(cpu_as_gpu):
     torch.testing.assert_close(grad, ref_grad)
 
 
+@KERNELS
 def test_impl_triton_fails_loudly(cpu_as_gpu):
     pred, labels, weight = make_cls_inputs()
     with dispatch.intercept_launches(failing_launch(ALL_KERNELS)), \

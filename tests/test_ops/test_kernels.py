@@ -6,8 +6,11 @@ from mmdet_ghm import ops
 from mmdet_ghm.functional import bin_counts, bin_index, ghmc_bins
 from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
                               SigmoidFocalLoss, ghm_r)
+from mmdet_ghm.ops import dispatch, elements, histogram
 
-from ..conftest import make_cls_inputs, make_reg_inputs
+from ..conftest import RUNS_KERNELS, make_cls_inputs, make_reg_inputs
+
+pytestmark = RUNS_KERNELS
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6),
@@ -41,9 +44,26 @@ def run(loss_fn, pred, *args, **kwargs):
     return loss.detach(), pred.grad
 
 
+BLOCK_HISTOGRAMS = {'tl.histogram': elements._tl_histogram,
+                    'one-hot': elements.one_hot_histogram}
+
+
+@pytest.fixture(params=BLOCK_HISTOGRAMS)
+def block_histogram(request, monkeypatch):
+    """The histogram kernel with each form of its block histogram: the one this
+    triton builds, and the other one, which only the interpreter can swap in (a
+    GPU compiles a kernel once per process)."""
+    form = BLOCK_HISTOGRAMS[request.param]
+    if form is not elements.block_histogram:
+        if not dispatch.interpreting():
+            pytest.skip(f'{request.param} is not the form this triton builds')
+        monkeypatch.setattr(histogram, 'block_histogram', form)
+    return request.param
+
+
 @pytest.mark.parametrize('case', CASES)
 @pytest.mark.parametrize('layout', ['index', 'dense'])
-def test_histogram_kernel_ghmc(case, layout):
+def test_histogram_kernel_ghmc(block_histogram, case, layout):
     pred, labels, weight = cls_case(case)
     one_hot, dense_weight = dense(pred, labels, weight)
     g = (pred.float().sigmoid() - one_hot).abs()
@@ -58,7 +78,7 @@ def test_histogram_kernel_ghmc(case, layout):
     assert counts.sum() == (dense_weight > 0).sum()
 
 
-def test_histogram_kernel_ghmr_with_index():
+def test_histogram_kernel_ghmr_with_index(block_histogram):
     pred, target, weight = [t.to(DEVICE) for t in make_reg_inputs(num_anchors=333)]
     diff = pred - target
     g = diff.abs() / torch.sqrt(diff * diff + 0.02**2)
