@@ -9,6 +9,34 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
+# What a test needs of the installed triton, asked of it at collection (a test
+# without what it needs is skipped with the reason):
+# - kernels: a triton that builds the kernels (ops.kernel_support());
+# - runs_kernels: the kernels really run: on a GPU, or on the CPU in an
+#   interpreter that can run them (ops.interpreter_support(): triton >= 3.0).
+KERNELS = pytest.mark.kernels
+RUNS_KERNELS = pytest.mark.runs_kernels
+# impl values of a test that runs both implementations
+BOTH_IMPLS = ['torch', pytest.param('triton', marks=RUNS_KERNELS)]
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'kernels: needs a triton that builds the kernels')
+    config.addinivalue_line('markers', 'runs_kernels: runs the Triton kernels (a GPU, or '
+                            "triton >= 3.0's interpreter on the CPU)")
+
+
+def pytest_collection_modifyitems(config, items):
+    from mmdet_ghm import ops
+
+    build = ops.kernel_support()
+    run = build if torch.cuda.is_available() else ops.interpreter_support()
+    for item in items:
+        if build is not None and item.get_closest_marker('kernels'):
+            item.add_marker(pytest.mark.skip(reason=f'the kernels cannot build: {build}'))
+        elif run is not None and item.get_closest_marker('runs_kernels'):
+            item.add_marker(pytest.mark.skip(reason=f'the kernels cannot run here: {run}'))
+
 
 def make_cls_inputs(num_anchors=200, num_classes=7, seed=0, scale=3.0,
                     pos_frac=0.1, ignore_frac=0.1, dtype=torch.float32):

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from mmdet_ghm.functional import effective_number_weights
 from mmdet_ghm.losses import ClassBalancedFocalLoss, SigmoidFocalLoss
 
-from ..conftest import make_cls_inputs
+from ..conftest import BOTH_IMPLS, make_cls_inputs
 
 COUNTS = [500, 120, 40, 9, 3, 60, 1]
 
@@ -27,7 +27,7 @@ def test_beta_zero_is_plain_focal():
                                plain(pred, labels, weight, avg_factor=10.0))
 
 
-@pytest.mark.parametrize('impl', ['torch', 'triton'])
+@pytest.mark.parametrize('impl', BOTH_IMPLS)
 def test_sigmoid_variant_is_class_weighted_bce(impl):
     # the paper's class-balanced sigmoid CE: w_c * BCE, here averaged over N * C
     pred, labels, weight = make_cls_inputs(seed=2)

@@ -5,7 +5,7 @@ import torch
 from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
                               SigmoidFocalLoss)
 
-from ..conftest import make_cls_inputs, make_reg_inputs
+from ..conftest import BOTH_IMPLS, make_cls_inputs, make_reg_inputs
 
 CLS_LOSSES = [
     lambda: GHMCLoss(),
@@ -93,7 +93,7 @@ EMPTY_LOSSES = {
 
 
 @pytest.mark.parametrize('name', EMPTY_LOSSES)
-@pytest.mark.parametrize('impl', ['torch', 'triton'])
+@pytest.mark.parametrize('impl', BOTH_IMPLS)
 @pytest.mark.parametrize('targets', ['index', 'dense'])
 @pytest.mark.parametrize('weight', [None, 'row', 'dense'])
 @pytest.mark.parametrize('reduction', ['mean', 'sum', 'none'])
@@ -110,7 +110,7 @@ def test_empty_classification_batch(name, impl, targets, weight, reduction):
     assert grad.shape == (0, 5)
 
 
-@pytest.mark.parametrize('impl', ['torch', 'triton'])
+@pytest.mark.parametrize('impl', BOTH_IMPLS)
 @pytest.mark.parametrize('weight', [None, 'row', 'dense'])
 @pytest.mark.parametrize('reduction', ['mean', 'sum'])
 def test_empty_regression_batch(impl, weight, reduction):

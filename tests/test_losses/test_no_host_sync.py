@@ -18,7 +18,7 @@ from mmdet_ghm.losses import GHMCLoss
 from mmdet_ghm.ops import dispatch
 
 from ..conftest import LOSSES as EVERY_LOSS
-from ..conftest import make_cls_inputs, make_reg_inputs
+from ..conftest import KERNELS, make_cls_inputs, make_reg_inputs
 
 # Ops whose CUDA implementation reads a tensor back to the host: to size an
 # output (nonzero, masked_select, bincount, unique, repeat_interleave without
@@ -92,7 +92,8 @@ LOSSES = dict(EVERY_LOSS, **{'GHMCLoss(momentum=0)': (
     lambda impl: GHMCLoss(momentum=0.0, impl=impl), make_cls_inputs)})
 
 
-@pytest.mark.parametrize('impl', ['torch', 'auto'])  # auto: the kernels on CUDA
+# auto: the kernels on CUDA
+@pytest.mark.parametrize('impl', ['torch', pytest.param('auto', marks=KERNELS)])
 @pytest.mark.parametrize('name', LOSSES)
 @pytest.mark.parametrize('targets', ['index', 'dense'])
 def test_loss_never_syncs_on_cuda(name, impl, targets):
@@ -105,11 +106,11 @@ def test_loss_never_syncs_on_cuda(name, impl, targets):
     assert bool(launched) == (impl == 'auto'), launched
 
 
+@pytest.mark.parametrize('impl', ['torch', pytest.param('auto', marks=KERNELS)])
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
-def test_half_inputs_never_sync_on_cuda(dtype):
-    for impl in ('torch', 'auto'):
-        run_without_data(lambda: GHMCLoss(impl=impl), lambda: make_cls_inputs(dtype=dtype),
-                         kernels=impl == 'auto')
+def test_half_inputs_never_sync_on_cuda(dtype, impl):
+    run_without_data(lambda: GHMCLoss(impl=impl), lambda: make_cls_inputs(dtype=dtype),
+                     kernels=impl == 'auto')
 
 
 @pytest.mark.parametrize('reference, make_inputs', [(GHMC, make_cls_inputs),

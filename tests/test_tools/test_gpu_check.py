@@ -4,7 +4,10 @@ import torch
 
 from mmdet_ghm import ops
 
+from ..conftest import RUNS_KERNELS
 from .conftest import load_tool
+
+pytestmark = RUNS_KERNELS
 
 gpu_check = load_tool('gpu_check')
 
