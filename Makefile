@@ -8,8 +8,17 @@ S      := $(VENV)/.stamps
 # mmcv compiles with one job per core; override with `make MAX_JOBS=8`.
 MAX_JOBS ?= $(shell nproc)
 PYTEST_ARGS ?=
+# The stack a venv is built with: the pinned one here; `make stack-check` passes
+# the torch 2.1 one (requirements/torch2.1/).
+TORCH_REQ    ?= requirements/torch.txt
+TRITON_REQ   ?= requirements/triton.txt
+NUMERICS_REQ ?= requirements/numerics.txt
+# mmcv wheels, one folder per torch version they were compiled against: pip's own
+# wheel cache is not keyed by torch, and its wheel fails against another torch
+# (`import mmcv.ops`: undefined symbol).
+WHEELS ?= $(HOME)/.cache/mmdet-ghm/wheels
 
-.PHONY: env test demo compare compat clean-env
+.PHONY: env test demo compare compat stack-check clean-env
 
 TOY := data/toy_coco/annotations/instances_train.json
 
@@ -20,27 +29,36 @@ $(PY):
 	mkdir -p $(S)
 
 # Keep a torch that is already in the venv (e.g. a CUDA build the user put there).
-$(S)/torch: requirements/torch.txt | $(PY)
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -r requirements/torch.txt
+$(S)/torch: $(TORCH_REQ) | $(PY)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -r $(TORCH_REQ)
 	touch $@
 
 # Triton only where torch did not bring one: a CUDA torch pins its own release.
-$(S)/triton: requirements/triton.txt $(S)/torch
-	$(PY) -c "import triton" 2>/dev/null || $(PIP) install -r requirements/triton.txt
+$(S)/triton: $(TRITON_REQ) $(S)/torch
+	$(PY) -c "import triton" 2>/dev/null || $(PIP) install -r $(TRITON_REQ)
 	touch $@
 
-$(S)/build: requirements/build.txt $(S)/torch
-	$(PIP) install -r requirements/build.txt
+$(S)/build: requirements/build.txt $(NUMERICS_REQ) $(S)/torch
+	$(PIP) install -r requirements/build.txt -r $(NUMERICS_REQ)
 	touch $@
 
-# ~21 min on 2 cores the first time; pip caches the built wheel for later venvs.
+# Compiled once per torch version (~21 min on 2 cores) into $(WHEELS)/torch-<version>,
+# then installed from there; a venv with another torch compiles its own.
 $(S)/mmcv: requirements/mmcv.txt $(S)/build
-	MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) install --no-build-isolation -r requirements/mmcv.txt
+	@wheels="$(WHEELS)/torch-$$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	if ls "$$wheels"/mmcv-*.whl >/dev/null 2>&1; then \
+	  echo "mmcv: the wheel in $$wheels was built against this torch"; \
+	else \
+	  echo "mmcv: compiling against this torch into $$wheels (pip's cache is not used: it is not keyed by torch)"; \
+	  MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) wheel --no-cache-dir --no-build-isolation \
+	    --no-deps -w "$$wheels" -r requirements/mmcv.txt || exit 1; \
+	fi; \
+	$(PIP) install --only-binary mmcv --find-links "$$wheels" -r requirements/mmcv.txt
 	$(PY) -c "import mmcv.ops"
 	touch $@
 
-$(S)/runtime: requirements/runtime.txt $(S)/mmcv
-	$(PIP) install -r requirements/runtime.txt
+$(S)/runtime: requirements/runtime.txt $(NUMERICS_REQ) $(S)/mmcv
+	$(PIP) install -r requirements/runtime.txt -r $(NUMERICS_REQ)
 	touch $@
 
 $(S)/tests: requirements/tests.txt $(S)/runtime $(S)/triton
@@ -73,6 +91,15 @@ compare: env $(TOY)
 # sm_90, and prints the README's table. Downloads each release once; not in CI.
 compat: env
 	$(PY) tools/triton_compat.py
+
+# The whole suite on the stack most mmdet 3.3 users run: torch 2.1.2 (CUDA build,
+# run on the CPU here), triton 2.1.0, numpy 1.26.4, opencv-python 4.x, mmcv 2.1.0
+# compiled against that torch, in its own venv. Not in CI (about 45 min the first
+# time: a 2.5 GB download and an mmcv build).
+stack-check:
+	$(MAKE) test VENV=.venv-torch2.1 TORCH_REQ=requirements/torch2.1/torch.txt \
+	  TRITON_REQ=requirements/torch2.1/triton.txt \
+	  NUMERICS_REQ=requirements/torch2.1/numerics.txt
 
 clean-env:
 	rm -rf $(VENV)
