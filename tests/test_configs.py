@@ -1,6 +1,8 @@
-"""Every config in configs/ loads and builds its model on the CPU."""
+"""Every config in configs/ loads and builds its model on the CPU, and so does the
+README's first config snippet pasted into a config of the user's own."""
 import glob
 import os.path as osp
+import re
 
 import pytest
 from mmdet.registry import MODELS
@@ -42,3 +44,45 @@ def test_config_builds(path):
     if osp.basename(path) in ablation:  # one of the two GHM losses swapped
         assert (type(head.loss_cls).__name__,
                 type(head.loss_bbox).__name__) == ablation[osp.basename(path)]
+
+
+def readme_config_snippet() -> str:
+    """The first config in the README: the first python block with `_base_`."""
+    with open(osp.join(ROOT, 'README.md')) as f:
+        blocks = re.findall(r'```python\n(.*?)```', f.read(), re.S)
+    return next(b for b in blocks if b.startswith('_base_'))
+
+
+def build_user_config(tmp_path, text):
+    register_all_modules()
+    path = tmp_path / 'my_retinanet.py'
+    path.write_text(text)
+    cfg = Config.fromfile(str(path))
+    cfg.model.backbone.init_cfg = None  # nothing is downloaded
+    return MODELS.build(cfg.model)
+
+
+def test_readme_snippet_builds_in_a_retinanet_config(tmp_path):
+    snippet = readme_config_snippet()
+    assert "mmdet::retinanet/retinanet_r50_fpn_1x_coco.py" in snippet
+    head = build_user_config(tmp_path, snippet).bbox_head
+    assert type(head.loss_cls).__name__ == 'GHMCLoss'
+    assert type(head.loss_bbox).__name__ == 'GHMRLoss'
+    assert head.cls_out_channels == head.num_classes
+
+
+def test_inherited_loss_keys_get_our_error(tmp_path):
+    merged = readme_config_snippet().replace('_delete_=True, ', '')
+    assert '_delete_' not in merged
+    with pytest.raises(TypeError, match=r'GHMCLoss got keys it does not take: alpha, '
+                       r'gamma\..*add _delete_=True'):
+        build_user_config(tmp_path, merged)
+
+
+@pytest.mark.parametrize('loss', ['GHMCLoss', 'GHMRLoss', 'SigmoidFocalLoss',
+                                  'ClassBalancedFocalLoss'])
+def test_every_loss_names_keys_it_does_not_take(loss):
+    import mmdet_ghm  # noqa: F401  (registration)
+    with pytest.raises(TypeError, match=rf'{loss} got keys it does not take: '
+                       r'not_a_key\..*_delete_=True.*takes: .*loss_weight'):
+        MODELS.build(dict(type=loss, not_a_key=1))

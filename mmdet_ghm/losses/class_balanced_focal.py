@@ -9,8 +9,9 @@ from torch import Tensor, nn
 from .. import ops
 from ..functional import effective_number_weights
 from .sigmoid_focal import check_num_classes, focal_loss, register_per_class
-from .utils import (check_finite, check_index_labels, check_reduction, check_weight,
-                    compute_dtype, expand_weight, mean_denominator, normalise,
+from .utils import (check_finite, check_index_labels, check_reduction,
+                    check_weight, compute_dtype, expand_weight,
+                    mean_denominator, normalise, reject_unknown_keys,
                     resolve_reduction)
 
 LOSS_TYPES = ('focal', 'sigmoid', 'softmax')
@@ -58,8 +59,10 @@ class ClassBalancedFocalLoss(nn.Module):
                  use_sigmoid: Optional[bool] = None,
                  reduction: str = 'mean',
                  loss_weight: float = 1.0,
-                 impl: str = 'auto'):
+                 impl: str = 'auto',
+                 **unknown):
         super().__init__()
+        reject_unknown_keys(type(self), unknown)
         name = type(self).__name__
         ops.check_impl(name, impl)
         self.impl = impl

@@ -11,7 +11,7 @@ from .. import ops
 from ..functional import ghmc_histogram, ghmc_weighted_bce
 from .gradient_density import GradientDensity
 from .utils import (broadcast_weight, check_classification_inputs, check_reduction,
-                    compute_dtype, normalise, resolve_reduction)
+                    compute_dtype, normalise, reject_unknown_keys, resolve_reduction)
 
 
 @MODELS.register_module()
@@ -45,8 +45,10 @@ class GHMCLoss(nn.Module):
                  reduction: str = 'mean',
                  loss_weight: float = 1.0,
                  impl: str = 'auto',
-                 sync_density: bool = True):
+                 sync_density: bool = True,
+                 **unknown):
         super().__init__()
+        reject_unknown_keys(type(self), unknown)
         if not use_sigmoid:
             raise ValueError('GHMCLoss: use_sigmoid=False is not supported; GHM-C '
                              'is a sigmoid (BCE) loss, set use_sigmoid=True.')

@@ -10,7 +10,7 @@ from .. import ops
 from ..functional import asl1_root, weighted_asl1
 from .gradient_density import GradientDensity
 from .utils import (check_finite, check_reduction, check_weight, compute_dtype,
-                    normalise, resolve_reduction)
+                    normalise, reject_unknown_keys, resolve_reduction)
 
 
 @MODELS.register_module()
@@ -44,8 +44,10 @@ class GHMRLoss(nn.Module):
                  reduction: str = 'mean',
                  loss_weight: float = 10.0,
                  impl: str = 'auto',
-                 sync_density: bool = True):
+                 sync_density: bool = True,
+                 **unknown):
         super().__init__()
+        reject_unknown_keys(type(self), unknown)
         ops.check_impl('GHMRLoss', impl)
         self.impl = impl
         if not mu > 0:

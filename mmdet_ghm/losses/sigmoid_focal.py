@@ -7,9 +7,10 @@ from torch import Tensor, nn
 
 from .. import ops
 from ..functional import sigmoid_focal_index_loss, sigmoid_focal_loss
-from .utils import (broadcast_weight, check_classification_inputs, check_reduction,
-                    compute_dtype, dense_classification_inputs, mean_denominator,
-                    normalise, resolve_reduction)
+from .utils import (broadcast_weight, check_classification_inputs,
+                    check_reduction, compute_dtype, dense_classification_inputs,
+                    mean_denominator, normalise, reject_unknown_keys,
+                    resolve_reduction)
 
 
 def per_class_tensor(loss_name: str, name: str, value, allow_scalar: bool = False):
@@ -96,8 +97,10 @@ class SigmoidFocalLoss(nn.Module):
                  pos_weight: Optional[Sequence[float]] = None,
                  reduction: str = 'mean',
                  loss_weight: float = 1.0,
-                 impl: str = 'auto'):
+                 impl: str = 'auto',
+                 **unknown):
         super().__init__()
+        reject_unknown_keys(type(self), unknown)
         name = type(self).__name__
         ops.check_impl(name, impl)
         self.impl = impl

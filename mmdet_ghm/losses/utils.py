@@ -5,6 +5,7 @@ Value errors (labels out of range, non-finite logits) go through
 ``torch._assert_async``: raised immediately on the CPU and as a device-side
 assert on CUDA, so neither ever synchronises the host with the GPU.
 """
+import inspect
 import math
 from typing import Optional, Tuple
 
@@ -19,6 +20,21 @@ REDUCTIONS = ('none', 'mean', 'sum')
 def compute_dtype(tensor: Tensor) -> torch.dtype:
     """fp32 for half/bfloat16/fp32 inputs, fp64 for fp64 (used by gradcheck)."""
     return torch.promote_types(tensor.dtype, torch.float32)
+
+
+def reject_unknown_keys(loss: type, unknown: dict) -> None:
+    """A clear error for constructor keys the loss does not take, naming the
+    usual cause: a loss dict merged into the one of an inherited base config."""
+    if not unknown:
+        return
+    taken = [name for name in inspect.signature(loss.__init__).parameters
+             if name not in ('self', 'unknown')]
+    raise TypeError(
+        f'{loss.__name__} got keys it does not take: {", ".join(sorted(unknown))}. '
+        "In a config that inherits a model (e.g. mmdet::retinanet/...), a loss dict "
+        "is merged into the base's loss (FocalLoss brings gamma and alpha): add "
+        f"_delete_=True to the dict to replace it, e.g. loss_cls=dict(_delete_=True, "
+        f"type='{loss.__name__}', ...). {loss.__name__} takes: {', '.join(taken)}.")
 
 
 def check_reduction(loss_name: str, reduction: Optional[str]) -> None:
