@@ -16,12 +16,12 @@ CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
 
 def test_every_variant_is_there():
     names = {osp.relpath(p, osp.join(ROOT, 'configs')) for p in CONFIGS}
-    assert {'ghm/ghm_retinanet_r50_fpn_1x_coco.py',
-            'focal/focal_retinanet_r50_fpn_1x_coco.py',
-            'cb_focal/cb_focal_retinanet_r50_fpn_1x_coco.py',
-            'voc/ghm_retinanet_r50_fpn_1x_voc0712.py'} <= names
-    assert {f'toy/{v}_retinanet_toy.py' for v in (
-        'ghm', 'focal', 'cb_focal', 'mmdet_ghm', 'mmdet_focal', 'ghmc_l1', 'focal_ghmr')} == {
+    assert {'ghm/retinanet_r50_fpn_ghm-1x_coco.py',
+            'focal/retinanet_r50_fpn_focal-1x_coco.py',
+            'cb_focal/retinanet_r50_fpn_cb-focal-1x_coco.py',
+            'voc/retinanet_r50_fpn_ghm-1x_voc0712.py'} <= names
+    assert {f'toy/retinanet_r18_fpn_{v}-1500it_toy.py' for v in (
+        'ghm', 'focal', 'cb-focal', 'mmdet-ghm', 'mmdet-focal', 'ghmc-l1', 'focal-ghmr')} == {
             n for n in names if n.startswith('toy/')}
 
 
@@ -33,14 +33,14 @@ def test_config_builds(path):
     model = MODELS.build(cfg.model)
     head = model.bbox_head
     assert head.cls_out_channels == head.num_classes  # sigmoid classification
-    if osp.basename(path).startswith('ghm_'):  # GHM-C + GHM-R as the paper
+    if '_ghm-' in osp.basename(path):  # GHM-C + GHM-R as the paper
         assert type(head).__name__ == 'GHMRetinaHead'
         assert type(head.loss_cls).__name__ == 'GHMCLoss'
         assert (head.loss_cls.density.bins, head.loss_cls.density.momentum) == (30, 0.75)
         assert type(head.loss_bbox).__name__ == 'GHMRLoss'
         assert cfg.optim_wrapper.clip_grad.max_norm == 35
-    ablation = {'ghmc_l1_retinanet_toy.py': ('GHMCLoss', 'L1Loss'),
-                'focal_ghmr_retinanet_toy.py': ('SigmoidFocalLoss', 'GHMRLoss')}
+    ablation = {'retinanet_r18_fpn_ghmc-l1-1500it_toy.py': ('GHMCLoss', 'L1Loss'),
+                'retinanet_r18_fpn_focal-ghmr-1500it_toy.py': ('SigmoidFocalLoss', 'GHMRLoss')}
     if osp.basename(path) in ablation:  # one of the two GHM losses swapped
         assert (type(head.loss_cls).__name__,
                 type(head.loss_bbox).__name__) == ablation[osp.basename(path)]
@@ -86,3 +86,25 @@ def test_every_loss_names_keys_it_does_not_take(loss):
     with pytest.raises(TypeError, match=rf'{loss} got keys it does not take: '
                        r'not_a_key\..*_delete_=True.*takes: .*loss_weight'):
         MODELS.build(dict(type=loss, not_a_key=1))
+
+
+@pytest.mark.parametrize('folder', sorted({osp.dirname(p) for p in CONFIGS}),
+                         ids=lambda p: osp.relpath(p, ROOT))
+def test_metafile_lists_every_config_of_its_folder(folder):
+    import json
+    import statistics
+
+    import yaml
+    with open(osp.join(folder, 'metafile.yml')) as f:
+        models = yaml.safe_load(f)['Models']
+    assert {m['Config'] for m in models} == {
+        osp.relpath(p, ROOT) for p in CONFIGS if osp.dirname(p) == folder}
+    with open(osp.join(ROOT, 'docs', 'toy_results.json')) as f:
+        measured = json.load(f)
+    for model in models:
+        assert 'Weights' not in model  # none are published
+        variant = model['Name'][len('retinanet_r18_fpn_'):-len('-1500it_toy')]
+        runs = measured.get(variant.replace('-', '_'), {}).get('runs')
+        if 'Results' in model or (folder.endswith('toy') and runs):
+            mean = statistics.mean(run['mAP'] for run in runs)
+            assert model['Results'][0]['Metrics']['box AP'] == round(100 * mean, 1)

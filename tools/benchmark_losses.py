@@ -234,8 +234,9 @@ def e2e_toy_iteration(repeat):
         samples.append(sample)
     data = dict(inputs=images, data_samples=samples)
     steps = {}
-    for name, config in (('toy GHM RetinaNet (ours)', 'ghm_retinanet_toy.py'),
-                         ('toy GHM RetinaNet (mmdet)', 'mmdet_ghm_retinanet_toy.py')):
+    for name, config in (('toy GHM RetinaNet (ours)', 'retinanet_r18_fpn_ghm-1500it_toy.py'),
+                         ('toy GHM RetinaNet (mmdet)',
+                          'retinanet_r18_fpn_mmdet-ghm-1500it_toy.py')):
         cfg = Config.fromfile(osp.join(root, 'configs', 'toy', config))
         torch.manual_seed(0)
         model = MODELS.build(cfg.model)

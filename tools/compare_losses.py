@@ -3,7 +3,8 @@
     python tools/compare_losses.py [--seeds 3] [--iters 1500] [--variants ghm focal ...]
         [--cfg-options k=v ...] [--tag NAME] [--jobs 2] [--out-dir work_dirs/compare]
 
-Each (variant, seed) trains configs/toy/<variant>_retinanet_toy.py with
+Each (variant, seed) trains configs/toy/retinanet_r18_fpn_<variant>-1500it_toy.py
+(underscores of the variant written as hyphens) with
 tools/train.py into OUT/<tag or variant>/seed<k> and is evaluated with CocoMetric
 at the end. A run whose ``run.json`` already holds a result for the same
 iterations and options is not trained again, so an interrupted comparison picks
@@ -29,9 +30,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOY_CONFIG = osp.join(ROOT, 'configs', 'toy', 'retinanet_r18_fpn_{}-1500it_toy.py')
+
+
+def toy_config(variant: str) -> str:
+    """The config of a toy variant ('cb_focal': ...fpn_cb-focal-1500it_toy.py)."""
+    return TOY_CONFIG.format(variant.replace('_', '-'))
+
+
 VARIANTS = tuple(sorted(
-    osp.basename(p)[:-len('_retinanet_toy.py')]
-    for p in glob.glob(osp.join(ROOT, 'configs', 'toy', '*_retinanet_toy.py'))))
+    osp.basename(p)[len('retinanet_r18_fpn_'):-len('-1500it_toy.py')].replace('-', '_')
+    for p in glob.glob(TOY_CONFIG.format('*'))))
 RAREST = ('ring', 'cross')  # the toy data's two rarest classes
 METRICS = ('mAP', 'AP75') + tuple(f'AP_{c}' for c in RAREST)
 
@@ -122,7 +131,7 @@ def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
             record = json.load(f)
         if {k: record.get(k) for k in key} == key:
             return record
-    config = osp.join(ROOT, 'configs', 'toy', f'{variant}_retinanet_toy.py')
+    config = toy_config(variant)
     os.makedirs(work_dir, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.time()

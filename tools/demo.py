@@ -3,7 +3,7 @@
     python tools/demo.py [--tag ghm_mu0.2] [--work-dir work_dirs/ghm_retinanet_toy]
 
 Trains the README's toy GHM setting for small data (``ghm_mu0.2``:
-configs/toy/ghm_retinanet_toy.py with GHM-R's ``mu=0.2``), seed 0, exactly as
+configs/toy/retinanet_r18_fpn_ghm-1500it_toy.py with GHM-R's ``mu=0.2``), seed 0, exactly as
 tools/compare_losses.py trained it (same iterations, options and threads per
 run), evaluates it with CocoMetric, and prints the run's bbox mAP next to the mean and
 spread over seeds that the README's table gives (docs/toy_results.json) and the

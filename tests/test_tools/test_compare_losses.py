@@ -1,12 +1,11 @@
 """tools/compare_losses.py: statistics over seeds, reuse of finished runs, schedule."""
 import json
 import math
-import os.path as osp
 
 import pytest
 from mmengine.config import Config, DictAction
 
-from .conftest import ROOT, load_tool
+from .conftest import load_tool
 
 compare_losses = load_tool('compare_losses')
 
@@ -42,7 +41,7 @@ def test_a_finished_run_is_read_not_trained_again(tmp_path, monkeypatch):
 
 
 def test_schedule_is_stretched_to_the_iterations():
-    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'toy', 'ghm_retinanet_toy.py'))
+    cfg = Config.fromfile(compare_losses.toy_config('ghm'))
     parser = compare_losses.argparse.ArgumentParser()
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     options = parser.parse_args(['--cfg-options', *compare_losses.schedule_options(400)])
@@ -110,5 +109,5 @@ def test_a_model_that_detects_nothing_scores_zero(tmp_path, message, finished):
 
 def test_a_failed_run_is_diverged_with_its_last_line(tmp_path):
     run = compare_losses.train_one('no_such', 0, 10, [], str(tmp_path), 1)
-    assert run['diverged'] and 'no_such_retinanet_toy.py' in run['error']
+    assert run['diverged'] and 'retinanet_r18_fpn_no-such-1500it_toy.py' in run['error']
     assert json.loads((tmp_path / 'run.json').read_text()) == run

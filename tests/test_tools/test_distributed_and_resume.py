@@ -19,7 +19,7 @@ def write_config(tmp_path, toy, iters, sync=True):
     path = tmp_path / 'cfg.py'
     opts = '\n'.join(f'# {o}' for o in data_options(toy, iters))
     path.write_text(f"""
-_base_ = '{ROOT}/configs/toy/ghm_retinanet_toy.py'
+_base_ = '{ROOT}/configs/toy/retinanet_r18_fpn_ghm-1500it_toy.py'
 custom_imports = dict(imports=['mmdet_ghm', 'tests.rank_dump_hook'],
                       allow_failed_imports=False)
 custom_hooks = [dict(type='DensityLoggerHook', interval=1), dict(type='RankDumpHook')]
@@ -126,7 +126,7 @@ def write_cb_config(tmp_path, toy, iters):
     """The toy class-balanced config (counts from ClassCountsHook) on the tiny set."""
     path = tmp_path / 'cb_cfg.py'
     path.write_text(f"""
-_base_ = '{ROOT}/configs/toy/cb_focal_retinanet_toy.py'
+_base_ = '{ROOT}/configs/toy/retinanet_r18_fpn_cb-focal-1500it_toy.py'
 custom_imports = dict(imports=['mmdet_ghm', 'tests.rank_dump_hook'],
                       allow_failed_imports=False)
 custom_hooks = [dict(type='DensityLoggerHook', interval=1), dict(type='ClassCountsHook'),

@@ -75,7 +75,7 @@ def test_class_counts_tool_and_hook_agree(toy):
 
 def test_train_then_test(toy, tmp_path):
     work = tmp_path / 'ghm'
-    log = run('tools/train.py', 'configs/toy/ghm_retinanet_toy.py', '--work-dir', str(work),
+    log = run('tools/train.py', 'configs/toy/retinanet_r18_fpn_ghm-1500it_toy.py', '--work-dir', str(work),
               '--cfg-options', *data_options(toy, 3))
     assert 'coco/bbox_mAP' in log
     assert (work / 'density_bbox_head_loss_cls_density.png').stat().st_size > 0
@@ -83,7 +83,7 @@ def test_train_then_test(toy, tmp_path):
     checkpoint = work / 'iter_3.pth'
     state = torch.load(checkpoint, map_location='cpu', weights_only=False)['state_dict']
     assert state['bbox_head.loss_cls.density.acc_sum'].sum() > 0
-    log = run('tools/test.py', 'configs/toy/ghm_retinanet_toy.py', str(checkpoint),
+    log = run('tools/test.py', 'configs/toy/retinanet_r18_fpn_ghm-1500it_toy.py', str(checkpoint),
               '--work-dir', str(tmp_path / 'test'), '--out', str(tmp_path / 'dets.pkl'),
               '--cfg-options', *data_options(toy, 3))
     assert 'bbox_mAP_copypaste' in log
@@ -91,14 +91,14 @@ def test_train_then_test(toy, tmp_path):
 
 
 def test_class_balanced_counts_from_hook(toy, tmp_path):
-    log = run('tools/train.py', 'configs/toy/cb_focal_retinanet_toy.py', '--work-dir',
+    log = run('tools/train.py', 'configs/toy/retinanet_r18_fpn_cb-focal-1500it_toy.py', '--work-dir',
               str(tmp_path), '--cfg-options', *data_options(toy, 1))
     assert 'ClassCountsHook: training instances per class: square=' in log
     state = torch.load(tmp_path / 'iter_1.pth', map_location='cpu',
                        weights_only=False)['state_dict']
     assert state['bbox_head.loss_cls.class_weight'].shape == (5, )
     # testing needs neither the training data nor the counts: the checkpoint has them
-    log = run('tools/test.py', 'configs/toy/cb_focal_retinanet_toy.py',
+    log = run('tools/test.py', 'configs/toy/retinanet_r18_fpn_cb-focal-1500it_toy.py',
               str(tmp_path / 'iter_1.pth'), '--work-dir', str(tmp_path / 'test'),
               '--cfg-options', *data_options(toy, 1),
               'train_dataloader.dataset.data_root=/nonexistent/')

@@ -1,6 +1,6 @@
 # Ablation of `ghm`: our focal loss (RetinaNet's defaults) with GHM-R at the
 # paper's settings, to tell what GHM-C and GHM-R each do on the toy data.
-_base_ = './ghm_retinanet_toy.py'
+_base_ = './retinanet_r18_fpn_ghm-1500it_toy.py'
 
 model = dict(
     bbox_head=dict(
