@@ -1,13 +1,13 @@
-"""The first run: trains the toy GHM RetinaNet and puts its mAP next to the README's.
+"""The first run: trains the toy GHM RetinaNet and puts its mAP next to the measured range.
 
     python tools/demo.py [--tag ghm_mu0.2] [--work-dir work_dirs/ghm_retinanet_toy]
 
-Trains the README's toy GHM setting for small data (``ghm_mu0.2``:
+Trains the toy GHM setting for small data (``ghm_mu0.2``:
 configs/toy/retinanet_r18_fpn_ghm-1500it_toy.py with GHM-R's ``mu=0.2``), seed 0, exactly as
 tools/compare_losses.py trained it (same iterations, options and threads per
 run), evaluates it with CocoMetric, and prints the run's bbox mAP next to the mean and
-spread over seeds that the README's table gives (docs/toy_results.json) and the
-README's range (mean ± 3 standard deviations), and where the density plots are. ``--tag`` picks another measured row.
+spread over seeds that the toy study gives (docs/toy_results.json) and the
+measured range (mean ± 3 standard deviations), and where the density plots are. ``--tag`` picks another measured row.
 """
 import argparse
 import glob
@@ -20,7 +20,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from compare_losses import ROOT, machine, summarise, train_one  # noqa: E402
 
 MEASURED = osp.join(ROOT, 'docs', 'toy_results.json')
-DEMO_TAG = 'ghm_mu0.2'  # the README's setting for small data
+DEMO_TAG = 'ghm_mu0.2'  # the setting for small data (docs/ghm_on_small_data.md)
 
 
 def main():
@@ -44,13 +44,13 @@ def main():
     if run['diverged']:
         sys.exit(f'demo: training failed: {run.get("error")}')
     s = summarise(measured['runs'])['mAP']
-    # the README's range: mean ± 3 standard deviations over the seeds, since
+    # the measured range: mean ± 3 standard deviations over the seeds, since
     # another CPU model moves a run by about the seed-to-seed spread
     low, high = s['mean'] - 3 * s['std'], s['mean'] + 3 * s['std']
     seeds = [r['seed'] for r in measured['runs']]
     print(f'\nThis run ({args.tag}, seed 0, {machine()}): bbox mAP {run["mAP"]:.3f}, AP50 '
           f'{run["AP50"]:.3f}, AP75 {run["AP75"]:.3f}, {run["minutes"]:.1f} min.')
-    print(f'README (docs/toy_results.json, {args.tag}), seeds {seeds[0]}..{seeds[-1]} on '
+    print(f'Measured (docs/toy_results.json, {args.tag}), seeds {seeds[0]}..{seeds[-1]} on '
           f'{measured["runs"][0].get("machine", "the project machine")}: bbox mAP '
           f'{s["mean"]:.3f} ± {s["std"]:.3f} (runs {s["min"]:.3f} to {s["max"]:.3f}), '
           f'range mean ± 3 std [{low:.3f}, {high:.3f}]: '

@@ -6,7 +6,7 @@ gradients and, for GHM, the EMA histogram after three steps, both run under
 ``torch.cuda.set_sync_debug_mode('error')`` (any host-device sync raises).
 Then forward + backward times against mmdet's GHMC / GHMR / FocalLoss and
 plain BCE with logits, with the achieved memory bandwidth (the bytes the fused
-kernels must move, see the README, over the time) and its share of the
+kernels must move, see docs/kernels.md, over the time) and its share of the
 device's peak. Prints one table; exits 1 on a mismatch or a sync.
 
     python tools/gpu_check.py            # on a machine with a CUDA GPU

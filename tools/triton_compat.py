@@ -2,7 +2,7 @@
 
 Installs each release side by side outside the venv (``pip install --target``,
 kept under ``--dir`` for the next run), runs tools/compile_kernels.py with it
-first on the path and a fresh kernel cache, and prints the table the README
+first on the path and a fresh kernel cache, and prints the table docs/kernels.md
 shows. Needs the registry once per release (100 to 550 MB each); no GPU.
 """
 import argparse

@@ -73,13 +73,16 @@ class DensityLoggerHook(Hook):
     Every ``interval`` iterations logs, through the runner's visualizer
     (TensorBoard shows them when ``TensorboardVisBackend`` is configured):
 
-    - ``ghm/<loss>/bin_XX``: the EMA of the bin counts;
-    - ``ghm/<loss>/weight_XX``: the weight of each bin that the loss applied in
+    ``<density>`` is the module path of the loss's GradientDensity, e.g.
+    ``bbox_head.loss_bbox.density``:
+
+    - ``ghm/<density>/bin_XX``: the EMA of the bin counts;
+    - ``ghm/<density>/weight_XX``: the weight of each bin that the loss applied in
       its last training call with valid elements (tot / GD(g) / n, 0 for
       empty bins; with per-level calls, the last level that had any);
-    - ``ghm/<loss>/last_bin_share``: the share of the elements in the last bin
+    - ``ghm/<density>/last_bin_share``: the share of the elements in the last bin
       (g >= 1 - 1 / bins) over all calls of the interval, and
-      ``ghm/<loss>/max_weight``: the largest weight applied in the interval.
+      ``ghm/<density>/max_weight``: the largest weight applied in the interval.
       A GHM-R whose last-bin share stays high while its largest weight grows
       gives the bulk of unfitted boxes ever less weight: the run stalls.
 

@@ -26,7 +26,7 @@ from torch import Tensor
 
 IMPLS = ('auto', 'triton', 'torch')
 # Oldest triton the kernels build with (torch 2.1 pins triton 2.1); proven by
-# `make compat`, see the README's table.
+# `make compat`, see the table in docs/kernels.md.
 MIN_TRITON = (2, 1)
 MIN_TRITON_TEXT = '.'.join(map(str, MIN_TRITON))
 # Oldest triton whose CPU interpreter runs the kernels: 2.1 has none, and those of

@@ -1,11 +1,15 @@
 """tools/make_toy_coco.py -> tools/train.py -> tools/test.py on a tiny toy set."""
 import json
+import os
+import os.path as osp
+import subprocess
+import sys
 
 import torch
 
 from mmdet_ghm.hooks.class_counts_hook import dataset_class_counts
 
-from .conftest import data_options, run
+from .conftest import ROOT, data_options, run
 
 def test_make_toy_coco_is_deterministic_and_long_tailed(toy, tmp_path):
     run('tools/make_toy_coco.py', '--out', str(tmp_path), '--train', '24', '--val', '8',
@@ -103,3 +107,29 @@ def test_class_balanced_counts_from_hook(toy, tmp_path):
               '--cfg-options', *data_options(toy, 1),
               'train_dataloader.dataset.data_root=/nonexistent/')
     assert 'bbox_mAP_copypaste' in log and 'ClassCountsHook: training' not in log
+
+
+def test_mmdets_own_train_py_runs_our_config(toy, tmp_path):
+    """custom_imports in our config is all mmdet's own tools/train.py needs."""
+    import mmdet
+    train_py = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
+    config = osp.join(ROOT, 'configs', 'toy', 'retinanet_r18_fpn_ghm-1500it_toy.py')
+    log = run(train_py, config, '--work-dir', str(tmp_path / 'work'),
+              '--cfg-options', *data_options(toy, 2), cwd=str(tmp_path))
+    assert 'coco/bbox_mAP' in log
+    state = torch.load(tmp_path / 'work' / 'iter_2.pth', map_location='cpu',
+                       weights_only=False)['state_dict']
+    assert state['bbox_head.loss_cls.density.acc_sum'].sum() > 0  # our GHMCLoss trained
+
+
+def test_dist_train_runs_from_the_users_directory(toy, tmp_path):
+    """A config and work dir relative to the user's project, not to this repository."""
+    (tmp_path / 'my_config.py').write_text(
+        f"_base_ = '{ROOT}/configs/toy/retinanet_r18_fpn_ghm-1500it_toy.py'\n")
+    env = dict(os.environ, PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
+               OMP_NUM_THREADS='1', PORT='29517')
+    out = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), 'my_config.py', '1',
+                          '--work-dir', 'work', '--cfg-options', *data_options(toy, 1)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (tmp_path / 'work' / 'iter_1.pth').exists()
