@@ -5,7 +5,10 @@ from hypothesis import strategies as st
 
 from mmdet_ghm.losses import GHMCLoss, GHMRLoss, GradientDensity
 
-SETTINGS = settings(max_examples=40, deadline=None)
+# The same 40 examples on every machine and every run (derandomize, no example
+# database), and no deadline: the verdict must not depend on the machine's speed or
+# on what an earlier run found.
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None)
 
 
 @st.composite
