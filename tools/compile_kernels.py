@@ -156,11 +156,12 @@ def loss_cases():
 
 def compile_for(arch: int):
     """Runs every case, compiling each launch for sm_``arch``; returns
-    {kernel: [specialisation, ...]} and the failing cases."""
+    {kernel: [specialisation, ...]}, the failing cases and the seconds it took."""
     import torch
 
     from mmdet_ghm.ops import dispatch
 
+    start = time.perf_counter()
     compiled = defaultdict(set)
     failures = []
     dispatch.is_gpu_tensor = lambda tensor: True  # present the CPU tensors as CUDA
@@ -189,7 +190,8 @@ def compile_for(arch: int):
                 failures.append((arch, case, f'{type(error).__name__}: {error}'))
                 if os.environ.get('COMPILE_KERNELS_TRACEBACK'):
                     traceback.print_exc()
-    return {name: sorted(specs) for name, specs in compiled.items()}, failures
+    return ({name: sorted(specs) for name, specs in compiled.items()}, failures,
+            round(time.perf_counter() - start, 1))
 
 
 def main(argv=None):
@@ -217,20 +219,24 @@ def main(argv=None):
         # one process per target: compiling is CPU bound
         with ProcessPoolExecutor(min(len(args.arch), os.cpu_count() or 1)) as pool:
             per_arch = dict(zip(args.arch, pool.map(compile_for, args.arch)))
-        compiled = {arch: kernels for arch, (kernels, _) in per_arch.items()}
-        failures = [f for _, arch_failures in per_arch.values() for f in arch_failures]
+        compiled = {arch: kernels for arch, (kernels, _, _) in per_arch.items()}
+        failures = [f for _, arch_failures, _ in per_arch.values() for f in arch_failures]
         result.update(
             status='failed' if failures else 'compiled',
             kernels={f'sm_{arch}': {k: len(v) for k, v in sorted(per.items())}
                      for arch, per in compiled.items()},
             specialisations={f'sm_{arch}': per for arch, per in compiled.items()},
-            failures=failures)
+            failures=failures,
+            seconds_per_target={f'sm_{arch}': seconds
+                                for arch, (_, _, seconds) in per_arch.items()})
         for arch, per in compiled.items():
             for kernel, specs in sorted(per.items()):
                 print(f'triton {triton.__version__} sm_{arch}: {kernel}: '
                       f'{len(specs)} specialisations compiled to cubin')
         for arch, case, error in failures:
             print(f'FAILED sm_{arch} {case}: {error}')
+        for target, seconds in result['seconds_per_target'].items():
+            print(f'triton {triton.__version__} {target}: {seconds} s')
     result['seconds'] = round(time.perf_counter() - start, 1)
     print(f"triton {triton.__version__}: {result['status']} in {result['seconds']} s")
     if args.json:

@@ -49,29 +49,45 @@ def check(release: str, root: Path, archs) -> dict:
             return json.load(f)
 
 
+def table(results, archs) -> str:
+    """The README's table of ``results`` (one compile_kernels.py result per release)."""
+    targets = ', '.join(f'sm_{a}' for a in archs)
+    rows = [f'| triton | torch that pins it | losses run | compiled to cubin ({targets}) |',
+            '|---|---|---|---|']
+    for r in results:
+        torch_minor = TORCH_OF_TRITON.get('.'.join(r['triton'].split('.')[:2]), '')
+        if r['status'] == 'compiled':
+            kernels = r['kernels'][f'sm_{archs[0]}']
+            per_target = r.get('seconds_per_target', {})
+            seconds = (', '.join(f'{t} {s:.0f} s' for t, s in per_target.items())
+                       if per_target else f'{r["seconds"]:.0f} s')
+            what = (f'all {len(kernels)} kernels, {sum(kernels.values())} specialisations '
+                    f'per target ({seconds})')
+        else:
+            what = r.get('reason') or '; '.join(f[1] + ': ' + f[2] for f in r['failures'][:3])
+        runs = {'compiled': 'kernels', 'twin': 'twin'}.get(r['status'], 'FAILED')
+        rows.append(f'| {r["triton"]} | {torch_minor} | {runs} | {what} |')
+    return '\n'.join(rows)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--dir', default=str(Path.home() / '.cache' / 'mmdet-ghm-compat'))
     parser.add_argument('--releases', nargs='+', default=RELEASES)
     parser.add_argument('--arch', type=int, nargs='+', default=[80, 90])
     parser.add_argument('--json', help='also write the results to this file')
+    parser.add_argument('--results', help='print the table of a stored --json file, '
+                        'compiling nothing')
     args = parser.parse_args(argv)
+    if args.results:
+        with open(args.results) as f:
+            results = json.load(f)
+        print(table(results, args.arch))
+        return 0
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
     results = [check(release, root, args.arch) for release in args.releases]
-    archs = ', '.join(f'sm_{a}' for a in args.arch)
-    print(f'\n| triton | torch that pins it | losses run | compiled to cubin ({archs}) |')
-    print('|---|---|---|---|')
-    for r in results:
-        torch_minor = TORCH_OF_TRITON.get('.'.join(r['triton'].split('.')[:2]), '')
-        if r['status'] == 'compiled':
-            kernels = r['kernels'][f'sm_{args.arch[0]}']
-            what = (f'all {len(kernels)} kernels, {sum(kernels.values())} specialisations '
-                    f'per target, {r["seconds"]:.0f} s')
-        else:
-            what = r.get('reason') or '; '.join(f[1] + ': ' + f[2] for f in r['failures'][:3])
-        runs = {'compiled': 'kernels', 'twin': 'twin'}.get(r['status'], 'FAILED')
-        print(f'| {r["triton"]} | {torch_minor} | {runs} | {what} |')
+    print('\n' + table(results, args.arch))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=1)

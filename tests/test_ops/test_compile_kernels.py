@@ -41,6 +41,7 @@ def compiled(tmp_path_factory):
 
 def test_every_specialisation_compiles_for_sm80_and_sm90(compiled):
     assert compiled['status'] == 'compiled' and compiled['failures'] == []
+    assert set(compiled['seconds_per_target']) == {'sm_80', 'sm_90'}
     assert compiled['specialisations']['sm_80'] == compiled['specialisations']['sm_90']
     specs = compiled['specialisations']['sm_90']
     assert set(specs) == {'_histogram_kernel', *CLS_KERNELS}
@@ -57,3 +58,20 @@ def test_every_specialisation_compiles_for_sm80_and_sm90(compiled):
     assert {(d, i, m) for d, norm, i, m, _ in hist if norm == '0'} == {
         (d, i, m) for d in DTYPES for i in ('True', 'False') for m in ('0', '1', '2')}
     assert {(d, w) for d, norm, i, _, w in hist if norm == '1'} == {(d, 'True') for d in DTYPES}
+
+
+def test_compat_table_rows():
+    from ..test_tools.conftest import load_tool
+    compat = load_tool('triton_compat')
+    kernels = {k: 2 for k in ('_histogram_kernel', *CLS_KERNELS)}
+    results = [
+        dict(triton='2.1.0', status='compiled', kernels={'sm_80': kernels, 'sm_90': kernels},
+             seconds=300.0, seconds_per_target={'sm_80': 290.4, 'sm_90': 298.6}),
+        dict(triton='2.0.0', status='twin', reason='triton 2.0.0 is older than 2.1'),
+        dict(triton='3.9.0', status='failed', failures=[[80, 'GHMCLoss float16', 'boom']]),
+    ]
+    rows = compat.table(results, [80, 90]).splitlines()
+    assert rows[2] == ('| 2.1.0 | 2.1 | kernels | all 5 kernels, 10 specialisations per '
+                       'target (sm_80 290 s, sm_90 299 s) |')
+    assert rows[3] == '| 2.0.0 |  | twin | triton 2.0.0 is older than 2.1 |'
+    assert rows[4] == '| 3.9.0 | 2.15 | FAILED | GHMCLoss float16: boom |'
