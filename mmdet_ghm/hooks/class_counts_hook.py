@@ -9,17 +9,30 @@ from mmdet.registry import HOOKS
 from ..losses import ClassBalancedFocalLoss
 
 
+def annotated_datasets(dataset) -> list:
+    """The datasets that hold the annotations behind ``dataset``: itself, or what
+    its wrappers wrap (RepeatDataset, ClassBalancedDataset: ``.dataset``;
+    ConcatDataset: each of ``.datasets``), so a repeated image counts once."""
+    if hasattr(dataset, 'datasets'):
+        return [base for inner in dataset.datasets for base in annotated_datasets(inner)]
+    if hasattr(dataset, 'dataset'):
+        return annotated_datasets(dataset.dataset)
+    return [dataset]
+
+
 def dataset_class_counts(dataset, num_classes: int) -> List[int]:
-    """Non-ignored instances per class in an mmdet dataset (wrappers included)."""
+    """Non-ignored instances per class in an mmdet dataset, each annotation once
+    (through any wrapper), in the order of the dataset's ``metainfo['classes']``."""
     counts = [0] * num_classes
-    for i in range(len(dataset)):
-        for instance in dataset.get_data_info(i).get('instances', []):
-            if not instance.get('ignore_flag', 0):
-                label = instance['bbox_label']
-                if not 0 <= label < num_classes:
-                    raise ValueError(f'ClassCountsHook: instance label {label} of image '
-                                     f'{i} is outside [0, {num_classes}).')
-                counts[label] += 1
+    for base in annotated_datasets(dataset):
+        for i in range(len(base)):
+            for instance in base.get_data_info(i).get('instances', []):
+                if not instance.get('ignore_flag', 0):
+                    label = instance['bbox_label']
+                    if not 0 <= label < num_classes:
+                        raise ValueError(f'ClassCountsHook: instance label {label} of '
+                                         f'image {i} is outside [0, {num_classes}).')
+                    counts[label] += 1
     return counts
 
 
@@ -33,6 +46,8 @@ class ClassCountsHook(Hook):
     broadcasts, so every rank uses the same weights; the counts are logged.
     Losses whose config lists ``class_counts`` are left alone, and so is a run
     that does not train (tools/test.py: the weights come from the checkpoint).
+    Each annotation counts once: under a RepeatDataset or a ClassBalancedDataset
+    (repeat-factor sampling) the wrapped dataset is counted, not the repeats.
     """
 
     priority = 'VERY_HIGH'

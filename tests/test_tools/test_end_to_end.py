@@ -133,3 +133,37 @@ def test_dist_train_runs_from_the_users_directory(toy, tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (tmp_path / 'work' / 'iter_1.pth').exists()
+
+
+def test_class_counts_of_a_reordered_subset_in_label_order(toy, tmp_path):
+    """The tool and ClassCountsHook give the counts in the order of the labels the
+    model trains with, for a config with a subset of the classes in another order,
+    and count an image that repeat-factor sampling repeats once."""
+    from mmdet.datasets import CocoDataset
+    from mmengine.dataset import ClassBalancedDataset, RepeatDataset
+    ann = toy / 'annotations' / 'instances_train.json'
+    subset = ('triangle', 'cross', 'square')  # another order than the file's, two left out
+    config = tmp_path / 'subset.py'
+    config.write_text(f"_base_ = '{ROOT}/configs/toy/retinanet_r18_fpn_cb-focal-1500it_toy.py'\n"
+                      f"train_dataloader = dict(dataset=dict(metainfo=dict(classes={subset!r})))\n")
+    def printed(*args):  # the tool's own lines (the config's imports warn on stderr)
+        out = run('tools/class_counts.py', str(ann), *args)
+        return [line for line in out.splitlines() if line.startswith(('#', 'class_counts='))]
+
+    lines = printed('--config', str(config))
+    assert "label i is the i-th of ['square', 'triangle', 'cross']" in lines[0]
+    listed = json.loads(lines[-1].split('=', 1)[1])
+    assert printed('--classes', *subset) == lines
+    dataset = CocoDataset(data_root=str(toy), ann_file='annotations/instances_train.json',
+                          data_prefix=dict(img='train/'), filter_cfg=None, pipeline=[],
+                          metainfo=dict(classes=subset))
+    by_label = [0] * 3  # what the model trains with: the label of each instance
+    for i in range(len(dataset)):
+        for instance in dataset.get_data_info(i)['instances']:
+            by_label[instance['bbox_label']] += 1
+    assert listed == by_label == dataset_class_counts(dataset, 3)
+    assert len(set(listed)) == 3  # the order is seen
+    balanced = ClassBalancedDataset(dataset, oversample_thr=0.5)
+    assert len(balanced) > len(dataset)  # rare images repeated
+    assert dataset_class_counts(balanced, 3) == listed
+    assert dataset_class_counts(RepeatDataset(dataset, times=3), 3) == listed
