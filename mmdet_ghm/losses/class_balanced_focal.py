@@ -9,12 +9,27 @@ from torch import Tensor, nn
 from .. import ops
 from ..functional import effective_number_weights
 from .sigmoid_focal import check_num_classes, focal_loss, register_per_class
-from .utils import (check_finite, check_index_labels, check_reduction,
-                    check_weight, compute_dtype, expand_weight,
-                    mean_denominator, normalise, reject_unknown_keys,
-                    resolve_reduction)
+from .utils import (check_classification_inputs, check_finite, check_index_labels,
+                    check_reduction, check_weight, compute_dtype, expand_weight,
+                    mean_denominator, normalise, reject_unknown_keys, resolve_reduction)
 
 LOSS_TYPES = ('focal', 'sigmoid', 'softmax')
+WEIGHTINGS = ('class', 'sample')
+
+
+def sample_class_weights(loss_name: str, pred: Tensor, target: Tensor,
+                         weight: Optional[Tensor], class_weight: Tensor) -> Tensor:
+    """Label weights times each anchor's own class weight w_y (1.0 for
+    background): the authors' convention, as (N,) or (N, C) label weights."""
+    if target.dim() != 1:
+        raise ValueError(f"{loss_name}: weighting='sample' weighs each anchor by its own "
+                         'class, so it needs (N,) index labels; got targets of shape '
+                         f"{tuple(target.shape)}. Use weighting='class' for (N, C) targets.")
+    weight = check_classification_inputs(loss_name, pred, target, weight)
+    per_anchor = torch.cat([class_weight, class_weight.new_ones(1)])[target]
+    if weight is None:
+        return per_anchor
+    return weight * (per_anchor if weight.dim() == 1 else per_anchor[:, None])
 
 
 @MODELS.register_module()
@@ -22,8 +37,13 @@ class ClassBalancedFocalLoss(nn.Module):
     """Class-balanced focal, sigmoid or softmax cross-entropy.
 
     Class c gets ``w_c = (1 - beta) / (1 - beta^n_c)``, normalised so that the
-    C weights sum to C. For the sigmoid variants column c of the logits gets
-    w_c (the multi-label form of the paper). For ``loss_type='softmax'`` the
+    C weights sum to C. For the sigmoid variants, ``weighting='class'``
+    (default) gives column c of the logits the weight w_c: the formula of the
+    paper (n_c counts class c), and the one form a sigmoid head can apply to its
+    background anchors, whose C columns are all negatives. ``weighting='sample'``
+    is the authors' code and its PyTorch ports: every column of an anchor gets
+    w_y of the anchor's own class y, and a background anchor gets 1.0 (the mean
+    class weight, as for softmax). For ``loss_type='softmax'`` the
     head predicts C + 1 scores (``use_sigmoid=False``, background last); an
     anchor of class c gets w_c and a background anchor gets 1.0, the mean
     foreground weight, so re-weighting shifts loss between the object classes
@@ -39,6 +59,9 @@ class ClassBalancedFocalLoss(nn.Module):
             ``'sigmoid'`` is the focal loss with gamma 0 and ``'softmax'`` has
             no modulator, so both reject another gamma.
         loss_type (str): ``'focal'`` (default), ``'sigmoid'`` or ``'softmax'``.
+        weighting (str): ``'class'`` (default): column c gets w_c; ``'sample'``:
+            every column of an anchor of class y gets w_y, background 1.0 (needs
+            (N,) index labels). Softmax applies w_y per anchor either way.
         alpha (float | list[float] | None): Optional focal alpha for the
             sigmoid variants. Default None, as in the paper.
         use_sigmoid (bool): True for the sigmoid variants, False for
@@ -55,6 +78,7 @@ class ClassBalancedFocalLoss(nn.Module):
                  beta: float = 0.999,
                  gamma: Optional[float] = None,
                  loss_type: str = 'focal',
+                 weighting: str = 'class',
                  alpha=None,
                  use_sigmoid: Optional[bool] = None,
                  reduction: str = 'mean',
@@ -69,6 +93,10 @@ class ClassBalancedFocalLoss(nn.Module):
         if loss_type not in LOSS_TYPES:
             raise ValueError(f'{name}: loss_type must be one of {LOSS_TYPES}, got '
                              f'{loss_type!r}.')
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f'{name}: weighting must be one of {WEIGHTINGS}, got '
+                             f"{weighting!r}: 'class' weighs class column c by w_c, "
+                             "'sample' every column of an anchor by its own class's.")
         expected_sigmoid = loss_type != 'softmax'
         if use_sigmoid is not None and use_sigmoid != expected_sigmoid:
             raise ValueError(
@@ -88,6 +116,7 @@ class ClassBalancedFocalLoss(nn.Module):
             raise ValueError(f'{name}: beta must be in [0, 1), got {beta}.')
         check_reduction(name, reduction)
         self.loss_type = loss_type
+        self.weighting = weighting
         self.use_sigmoid = expected_sigmoid
         self.beta = float(beta)
         self.gamma = float(gamma or 0)
@@ -159,9 +188,13 @@ class ClassBalancedFocalLoss(nn.Module):
         else:
             if pred.dim() == 2:
                 check_num_classes(name, 'class_counts', self.class_weight, pred.shape[1])
+            class_weight = self.class_weight.to(pred.device)
+            if self.weighting == 'sample':
+                weight = sample_class_weights(name, pred, target, weight, class_weight)
+                class_weight = None
             loss = focal_loss(name, self.impl, pred, target, weight, reduction,
                               avg_factor, self.gamma, self.alpha,
-                              class_weight=self.class_weight.to(pred.device))
+                              class_weight=class_weight)
         return self.loss_weight * loss
 
     def _softmax_loss(self, name: str, pred: Tensor, target: Tensor,

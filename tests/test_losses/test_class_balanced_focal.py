@@ -88,3 +88,68 @@ def test_wrong_number_of_classes():
     loss = ClassBalancedFocalLoss(class_counts=[1, 2, 3])
     with pytest.raises(ValueError, match='class_counts. has 3 values but pred has 7'):
         loss(pred, labels)
+
+
+def authors_cb_loss(logits, labels, counts, beta, gamma, loss_type):
+    """The CB-loss authors' convention as their PyTorch ports write it
+    (vandit15/Class-balanced-loss-pytorch): every column of a sample weighted by
+    its own class's w_y, no background, focal normalised by the positives."""
+    num_classes = logits.shape[1]
+    effective_num = 1.0 - torch.pow(beta, torch.tensor(counts, dtype=torch.float64))
+    weights = (1.0 - beta) / effective_num
+    weights = weights / weights.sum() * num_classes
+    one_hot = torch.nn.functional.one_hot(labels, num_classes).to(logits.dtype)
+    weights = (weights[None, :] * one_hot).sum(1, keepdim=True).expand(-1, num_classes)
+    if loss_type == 'sigmoid':
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, one_hot,
+                                                                    weight=weights)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, one_hot,
+                                                               reduction='none')
+    modulator = torch.exp(-gamma * one_hot * logits
+                          - gamma * torch.log(1 + torch.exp(-1.0 * logits)))
+    return (weights * modulator * bce).sum() / one_hot.sum()
+
+
+@pytest.mark.parametrize('impl', BOTH_IMPLS)
+@pytest.mark.parametrize('beta', [0.9, 0.999, 0.9999])
+@pytest.mark.parametrize('loss_type, gamma', [('focal', 0.5), ('focal', 2.0),
+                                              ('sigmoid', None)])
+def test_sample_weighting_is_the_authors_formula(impl, beta, loss_type, gamma):
+    counts = [400, 120, 30, 8, 2]
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(300, 5, generator=gen, dtype=torch.float64) * 3
+    labels = torch.randint(0, 5, (300, ), generator=gen)  # every sample has a class
+    expected = authors_cb_loss(logits, labels, counts, beta, gamma or 0.0, loss_type)
+    loss = ClassBalancedFocalLoss(class_counts=counts, beta=beta, gamma=gamma,
+                                  loss_type=loss_type, weighting='sample', impl=impl)
+    # the focal form divides by the positives, the sigmoid form averages all elements
+    avg_factor = float(len(labels)) if loss_type == 'focal' else None
+    dtype = torch.float64 if impl == 'torch' else torch.float32  # kernels compute in fp32
+    got = loss(logits.to(dtype), labels, avg_factor=avg_factor)
+    eps = torch.finfo(torch.float32).eps  # the class weights are fp32 on both
+    torch.testing.assert_close(got.double(), expected, rtol=256 * eps, atol=0)
+    # the class-column form of the paper differs from it once beta weighs classes apart
+    column = ClassBalancedFocalLoss(class_counts=counts, beta=beta, gamma=gamma,
+                                    loss_type=loss_type, impl=impl)
+    assert not torch.allclose(column(logits.to(dtype), labels, avg_factor=avg_factor).double(),
+                              expected, rtol=1e-3)
+
+
+def test_sample_weighting_gives_background_the_mean_class_weight():
+    counts = [400, 30, 2]
+    pred = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 3, 3, 2])  # 3 = background
+    loss = ClassBalancedFocalLoss(class_counts=counts, weighting='sample', impl='torch')
+    plain = SigmoidFocalLoss(gamma=0.5, alpha=None, impl='torch')
+    w = torch.cat([loss.class_weight, torch.ones(1)])[labels]
+    torch.testing.assert_close(loss(pred, labels, reduction_override='none'),
+                               plain(pred, labels, reduction_override='none') * w[:, None])
+    assert torch.equal(w[3:5], torch.ones(2))
+
+
+def test_sample_weighting_needs_index_labels():
+    loss = ClassBalancedFocalLoss(class_counts=[5, 3], weighting='sample', impl='torch')
+    with pytest.raises(ValueError, match=r"weighting='sample'.*\(N,\) index labels"):
+        loss(torch.randn(4, 2), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        ClassBalancedFocalLoss(class_counts=[5, 3], weighting='row')
