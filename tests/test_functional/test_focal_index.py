@@ -46,7 +46,9 @@ def test_equals_the_autograd_reference(config, weight, reduce):
         xi = x.clone().requires_grad_()
         out = (sigmoid_focal_index_loss(xi, labels, w, reduce=reduce, **config) if fn
                else reference(xi, labels, w, reduce, **config))
-        grad_out = torch.rand_like(out, generator=torch.Generator().manual_seed(1))
+        # (rand_like takes no generator before torch 2.2)
+        grad_out = torch.rand(out.shape, generator=torch.Generator().manual_seed(1),
+                              dtype=out.dtype)
         out.backward(grad_out)
         results.append((out.detach(), xi.grad))
     (out, grad), (ref, ref_grad) = results
