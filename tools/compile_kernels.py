@@ -159,12 +159,16 @@ def compile_for(arch: int):
     {kernel: [specialisation, ...]}, the failing cases and the seconds it took."""
     import torch
 
+    from mmdet_ghm.losses import ghm_r
     from mmdet_ghm.ops import dispatch
 
     start = time.perf_counter()
     compiled = defaultdict(set)
     failures = []
-    dispatch.is_gpu_tensor = lambda tensor: True  # present the CPU tensors as CUDA
+    # present the CPU tensors as CUDA, and take GHM-R's CUDA path (all elements,
+    # not the rows it picks on the CPU)
+    dispatch.is_gpu_tensor = lambda tensor: True
+    ghm_r.selects_rows = lambda pred: False
 
     def compile_launch(kernel, grid, args, kwargs):
         name = kernel.fn.__name__

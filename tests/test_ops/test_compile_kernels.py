@@ -58,6 +58,10 @@ def test_every_specialisation_compiles_for_sm80_and_sm90(compiled):
     assert {(d, i, m) for d, norm, i, m, _ in hist if norm == '0'} == {
         (d, i, m) for d in DTYPES for i in ('True', 'False') for m in ('0', '1', '2')}
     assert {(d, w) for d, norm, i, _, w in hist if norm == '1'} == {(d, 'True') for d in DTYPES}
+    # GHM-R's CUDA path: no, (N,) and (N, 4) weights, as on a GPU (not the CPU's picked rows)
+    ghmr = layouts(specs['_histogram_kernel'], 'NORM', 'WEIGHT_MODE')
+    assert {(d, m) for d, norm, m in ghmr if norm == '1'} == {
+        (d, m) for d in DTYPES for m in ('0', '1', '2')}
 
 
 def test_compat_table_rows():
