@@ -22,7 +22,8 @@ def annotated_datasets(dataset) -> list:
 
 def dataset_class_counts(dataset, num_classes: int) -> List[int]:
     """Non-ignored instances per class in an mmdet dataset, each annotation once
-    (through any wrapper), in the order of the dataset's ``metainfo['classes']``."""
+    (through any wrapper), indexed by the labels the model trains with
+    (``bbox_label``)."""
     counts = [0] * num_classes
     for base in annotated_datasets(dataset):
         for i in range(len(base)):

@@ -9,27 +9,12 @@ from torch import Tensor, nn
 from .. import ops
 from ..functional import effective_number_weights
 from .sigmoid_focal import check_num_classes, focal_loss, register_per_class
-from .utils import (check_classification_inputs, check_finite, check_index_labels,
-                    check_reduction, check_weight, compute_dtype, expand_weight,
-                    mean_denominator, normalise, reject_unknown_keys, resolve_reduction)
+from .utils import (check_finite, check_index_labels, check_reduction, check_weight,
+                    compute_dtype, expand_weight, mean_denominator, normalise,
+                    reject_unknown_keys, resolve_reduction)
 
 LOSS_TYPES = ('focal', 'sigmoid', 'softmax')
 WEIGHTINGS = ('class', 'sample')
-
-
-def sample_class_weights(loss_name: str, pred: Tensor, target: Tensor,
-                         weight: Optional[Tensor], class_weight: Tensor) -> Tensor:
-    """Label weights times each anchor's own class weight w_y (1.0 for
-    background): the authors' convention, as (N,) or (N, C) label weights."""
-    if target.dim() != 1:
-        raise ValueError(f"{loss_name}: weighting='sample' weighs each anchor by its own "
-                         'class, so it needs (N,) index labels; got targets of shape '
-                         f"{tuple(target.shape)}. Use weighting='class' for (N, C) targets.")
-    weight = check_classification_inputs(loss_name, pred, target, weight)
-    per_anchor = torch.cat([class_weight, class_weight.new_ones(1)])[target]
-    if weight is None:
-        return per_anchor
-    return weight * (per_anchor if weight.dim() == 1 else per_anchor[:, None])
 
 
 @MODELS.register_module()
@@ -188,13 +173,19 @@ class ClassBalancedFocalLoss(nn.Module):
         else:
             if pred.dim() == 2:
                 check_num_classes(name, 'class_counts', self.class_weight, pred.shape[1])
-            class_weight = self.class_weight.to(pred.device)
+            class_weight, label_class_weight = self.class_weight.to(pred.device), None
             if self.weighting == 'sample':
-                weight = sample_class_weights(name, pred, target, weight, class_weight)
-                class_weight = None
+                if target.dim() != 1:
+                    raise ValueError(
+                        f"{name}: weighting='sample' weighs each anchor by its own class, "
+                        'so it needs (N,) index labels; got targets of shape '
+                        f"{tuple(target.shape)}. Use weighting='class' for (N, C) targets.")
+                # background anchors get 1.0, the mean class weight
+                class_weight, label_class_weight = None, torch.cat(
+                    [class_weight, class_weight.new_ones(1)])
             loss = focal_loss(name, self.impl, pred, target, weight, reduction,
-                              avg_factor, self.gamma, self.alpha,
-                              class_weight=class_weight)
+                              avg_factor, self.gamma, self.alpha, class_weight=class_weight,
+                              label_class_weight=label_class_weight)
         return self.loss_weight * loss
 
     def _softmax_loss(self, name: str, pred: Tensor, target: Tensor,

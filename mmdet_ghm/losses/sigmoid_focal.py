@@ -10,7 +10,7 @@ from ..functional import sigmoid_focal_index_loss, sigmoid_focal_loss
 from .utils import (broadcast_weight, check_classification_inputs,
                     check_reduction, compute_dtype, dense_classification_inputs,
                     mean_denominator, normalise, reject_unknown_keys,
-                    resolve_reduction)
+                    resolve_reduction, weight_by_label)
 
 
 def per_class_tensor(loss_name: str, name: str, value, allow_scalar: bool = False):
@@ -37,9 +37,13 @@ def register_per_class(module: nn.Module, loss_name: str, name: str, value,
 
 def focal_loss(loss_name: str, impl: str, pred: Tensor, target: Tensor, weight,
                reduction: str, avg_factor, gamma: float, alpha=None,
-               class_weight=None, pos_weight=None) -> Tensor:
-    """Checked, dispatched and reduced focal loss of both focal modules."""
+               class_weight=None, pos_weight=None, label_class_weight=None) -> Tensor:
+    """Checked, dispatched and reduced focal loss of both focal modules.
+    ``label_class_weight`` ((C + 1,), with (N,) labels) weighs each anchor by
+    its own class instead of each column by its class (``class_weight``)."""
     weight = check_classification_inputs(loss_name, pred, target, weight)
+    if label_class_weight is not None:
+        weight = weight_by_label(target, weight, label_class_weight)
     for arg, value in (('alpha', alpha), ('class_weight', class_weight),
                        ('pos_weight', pos_weight)):
         check_num_classes(loss_name, arg, value, pred.shape[1])

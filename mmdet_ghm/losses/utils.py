@@ -191,6 +191,17 @@ def check_classification_inputs(loss_name: str, pred: Tensor, target: Tensor,
     return weight
 
 
+def weight_by_label(target: Tensor, weight: Optional[Tensor],
+                    label_weight: Tensor) -> Tensor:
+    """Checked label weights (N,) / (N, C) or None times ``label_weight[target]``:
+    a weight per anchor from its checked (N,) index label (``label_weight`` has
+    C + 1 values, background last)."""
+    per_anchor = label_weight[target]
+    if weight is None:
+        return per_anchor
+    return weight * (per_anchor if weight.dim() == 1 else per_anchor[:, None])
+
+
 def check_weight(loss_name: str, weight: Tensor, shape: Tuple[int, ...]) -> Tensor:
     """Checks (N,) or ``shape`` label weights (finite, >= 0); returns them
     expanded to ``shape``."""
