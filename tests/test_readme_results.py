@@ -57,3 +57,17 @@ def test_the_losses_page_example_runs(capsys):
     exec(compile(example, 'docs/losses.md', 'exec'), namespace)
     assert namespace['loss'].dim() == 0 and namespace['logits'].grad is not None
     assert namespace['ghmc'].density.acc_sum.sum() > 0
+
+
+def test_every_link_of_the_readme_and_docs_exists():
+    import glob
+    import re
+    pages = [osp.join(ROOT, 'README.md')] + glob.glob(osp.join(ROOT, 'docs', '*.md'))
+    missing = []
+    for page in pages:
+        with open(page) as f:
+            for link in re.findall(r'\]\(([^)#]+)\)', f.read()):
+                target = osp.normpath(osp.join(osp.dirname(page), link))
+                if not link.startswith('http') and not osp.exists(target):
+                    missing.append((osp.relpath(page, ROOT), link))
+    assert len(pages) >= 10 and not missing, missing
