@@ -54,8 +54,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('ann_file', help='COCO-format annotation json')
     order = parser.add_mutually_exclusive_group()
-    order.add_argument('--config', help="order and subset: this config's training classes")
-    order.add_argument('--classes', nargs='+', help='order and subset: these class names')
+    order.add_argument('--config', help="count only this config's training classes")
+    order.add_argument('--classes', nargs='+', help='count only these classes')
     args = parser.parse_args()
     classes = config_classes(args.config) if args.config else args.classes
     names, counts = class_counts(args.ann_file, classes)
