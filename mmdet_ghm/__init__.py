@@ -2,7 +2,7 @@
 
 Importing the package registers its modules in mmdet's ``MODELS`` registry.
 """
-from . import dense_heads, hooks, losses  # noqa: F401  (registration)
+from . import dense_heads, evaluation, hooks, losses  # noqa: F401  (registration)
 from .version import __version__
 
 __all__ = ['__version__']

@@ -2,11 +2,14 @@
 
     python tools/compare_losses.py [--seeds 3] [--iters 1500] [--variants ghm focal ...]
         [--cfg-options k=v ...] [--tag NAME] [--jobs 2] [--out-dir work_dirs/compare]
+        [--dataset coco|lvis]
 
 Each (variant, seed) trains configs/toy/retinanet_r18_fpn_<variant>-1500it_toy.py
 (underscores of the variant written as hyphens) with
 tools/train.py into OUT/<tag or variant>/seed<k> and is evaluated with CocoMetric
-at the end. A run whose ``run.json`` already holds a result for the same
+at the end. ``--dataset lvis`` trains configs/toy_lvis/retinanet_r18_fpn_<variant>-
+1000it_toy-lvis.py instead (the long-tailed set of tools/make_toy_lvis.py, default
+OUT work_dirs/compare_lvis) and reports LVIS's AP, APr, APc and APf. A run whose ``run.json`` already holds a result for the same
 iterations and options is not trained again, so an interrupted comparison picks
 up where it stopped. A run that fails (a diverged loss raises) is counted as
 diverged and kept with its error. ``--cfg-options`` go to every run of this call
@@ -30,19 +33,29 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOY_CONFIG = osp.join(ROOT, 'configs', 'toy', 'retinanet_r18_fpn_{}-1500it_toy.py')
+TOY_CONFIGS = dict(
+    coco=osp.join(ROOT, 'configs', 'toy', 'retinanet_r18_fpn_{}-1500it_toy.py'),
+    lvis=osp.join(ROOT, 'configs', 'toy_lvis', 'retinanet_r18_fpn_{}-1000it_toy-lvis.py'))
 
 
-def toy_config(variant: str) -> str:
+def toy_config(variant: str, dataset: str = 'coco') -> str:
     """The config of a toy variant ('cb_focal': ...fpn_cb-focal-1500it_toy.py)."""
-    return TOY_CONFIG.format(variant.replace('_', '-'))
+    return TOY_CONFIGS[dataset].format(variant.replace('_', '-'))
 
 
-VARIANTS = tuple(sorted(
-    osp.basename(p)[len('retinanet_r18_fpn_'):-len('-1500it_toy.py')].replace('-', '_')
-    for p in glob.glob(TOY_CONFIG.format('*'))))
+def toy_variants(dataset: str) -> tuple:
+    prefix, suffix = osp.basename(TOY_CONFIGS[dataset]).split('{}')
+    return tuple(sorted(osp.basename(p)[len(prefix):-len(suffix)].replace('-', '_')
+                        for p in glob.glob(toy_config('*', dataset))))
+
+
+VARIANTS = toy_variants('coco')
 RAREST = ('ring', 'cross')  # the toy data's two rarest classes
 METRICS = ('mAP', 'AP75') + tuple(f'AP_{c}' for c in RAREST)
+# LVIS's AP over its frequency groups: rare (1-10 training images), common, frequent
+LVIS_METRICS = ('mAP', 'AP75', 'APr', 'APc', 'APf')
+DATASET_METRICS = dict(coco=METRICS, lvis=LVIS_METRICS)
+DEFAULT_ITERS = dict(coco=1500, lvis=1000)  # the toy configs' own max_iters
 
 
 def machine() -> str:
@@ -70,24 +83,31 @@ def training_records(work_dir: str) -> list:
 NO_DETECTIONS = 'The testing results of the whole dataset is empty'
 
 
-def final_metrics(work_dir: str, iters: int) -> dict:
-    """The run's last CocoMetric record and its last logged training losses. A
-    model that detected nothing above the score threshold (CocoMetric logs no
-    metrics for it) scores 0 everywhere and is marked ``no_detections``."""
+def final_metrics(work_dir: str, iters: int, dataset: str = 'coco') -> dict:
+    """The run's last CocoMetric (or LVISMetric) record and its last logged
+    training losses. A model that detected nothing above the score threshold (the
+    metric logs no metrics for it) scores 0 everywhere and is marked
+    ``no_detections``."""
     records = training_records(work_dir)
-    evaluated = [r for r in records if 'coco/bbox_mAP' in r]
+    first_key = 'coco/bbox_mAP' if dataset == 'coco' else 'lvis/bbox_AP'
+    evaluated = [r for r in records if first_key in r]
     trained = [r for r in records if 'loss' in r]
-    if evaluated:
+    if evaluated and dataset == 'coco':
         metric = evaluated[-1]
         result = dict(mAP=metric['coco/bbox_mAP'], AP50=metric['coco/bbox_mAP_50'],
                       AP75=metric['coco/bbox_mAP_75'],
                       **{f'AP_{c}': metric[f'coco/{c}_precision'] for c in RAREST})
+    elif evaluated:
+        metric = evaluated[-1]
+        result = dict(mAP=metric['lvis/bbox_AP'],
+                      **{k: metric[f'lvis/bbox_{k}'] for k in ('AP50', 'AP75', 'APr',
+                                                               'APc', 'APf')})
     else:
         with open(osp.join(work_dir, 'train.out')) as f:
             detected_nothing = NO_DETECTIONS in f.read()
         if not (detected_nothing and trained and trained[-1]['step'] == iters):
-            raise RuntimeError(f'{work_dir}: the log has no CocoMetric result')
-        result = dict(mAP=0.0, AP50=0.0, AP75=0.0, **{f'AP_{c}': 0.0 for c in RAREST},
+            raise RuntimeError(f'{work_dir}: the log has no {first_key} result')
+        result = dict(AP50=0.0, **{m: 0.0 for m in DATASET_METRICS[dataset]},
                       no_detections=True)
     if trained:
         result.update({k: trained[-1][k] for k in ('loss_cls', 'loss_bbox')
@@ -121,17 +141,17 @@ def schedule_options(iters: int) -> list:
 
 
 def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
-              threads: int, echo: bool = False) -> dict:
+              threads: int, echo: bool = False, dataset: str = 'coco') -> dict:
     """Trains one run (or reads its stored result) and returns its record. The
     training log goes to ``work_dir/train.out`` (and to stdout with ``echo``)."""
     record_path = osp.join(work_dir, 'run.json')
-    key = dict(variant=variant, seed=seed, iters=iters, options=options)
+    key = dict(variant=variant, seed=seed, iters=iters, options=options, dataset=dataset)
     if osp.exists(record_path):
         with open(record_path) as f:
             record = json.load(f)
-        if {k: record.get(k) for k in key} == key:
+        if {k: record.get(k, 'coco' if k == 'dataset' else None) for k in key} == key:
             return record
-    config = toy_config(variant)
+    config = toy_config(variant, dataset)
     os.makedirs(work_dir, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.time()
@@ -153,7 +173,7 @@ def train_one(variant: str, seed: int, iters: int, options: list, work_dir: str,
     if proc.returncode:
         record['error'] = last_line or f'exit code {proc.returncode}'
     else:
-        record.update(final_metrics(work_dir, iters))
+        record.update(final_metrics(work_dir, iters, dataset))
         record['diverged'] = not all(math.isfinite(record.get(k, 0.0))
                                      for k in ('loss_cls', 'loss_bbox'))
     with open(record_path, 'w') as f:
@@ -172,6 +192,8 @@ def collect(out_dir: str) -> dict:
         tag = osp.basename(osp.dirname(osp.dirname(path)))
         entry = results.setdefault(tag, dict(variant=run['variant'], iters=run['iters'],
                                              options=run['options'], runs=[]))
+        if run.get('dataset', 'coco') != 'coco':
+            entry['dataset'] = run['dataset']
         if (entry['variant'], entry['iters'], entry['options']) != (
                 run['variant'], run['iters'], run['options']):
             raise ValueError(f'{osp.join(out_dir, tag)} mixes runs of different variants, '
@@ -185,13 +207,13 @@ def collect(out_dir: str) -> dict:
     return results
 
 
-def summarise(runs: list) -> dict:
+def summarise(runs: list, metrics: tuple = METRICS) -> dict:
     """Mean, sample standard deviation, min and max of each metric over the
     runs that finished; NaN where none did."""
     done = [r for r in runs if not r['diverged']]
     summary = dict(runs=len(runs), diverged=len(runs) - len(done),
                    minutes=sum(r['minutes'] for r in runs) / len(runs))
-    for m in METRICS:
+    for m in metrics:
         values = [r[m] for r in done]
         mean = sum(values) / len(values) if values else math.nan
         std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
@@ -201,14 +223,27 @@ def summarise(runs: list) -> dict:
     return summary
 
 
+def results_dataset(results: dict) -> str:
+    """The toy dataset of every tag of ``results`` ('coco' or 'lvis')."""
+    datasets = {entry.get('dataset', 'coco') for entry in results.values()}
+    if len(datasets) > 1:
+        raise ValueError(f'the results mix the toy datasets {sorted(datasets)}; '
+                         'tabulate each from its own --out-dir.')
+    return datasets.pop() if datasets else 'coco'
+
+
 def table(results: dict) -> str:
-    lines = ['| variant | iters | runs | diverged | bbox mAP mean ± std [min, max] | AP75 | '
-             f'AP {RAREST[0]} (rarest) | AP {RAREST[1]} | min/run |',
-             '|---|---:|---:|---:|---|---|---|---|---:|']
+    dataset = results_dataset(results)
+    metrics = DATASET_METRICS[dataset]
+    names = ('AP75', f'AP {RAREST[0]} (rarest)', f'AP {RAREST[1]}') if dataset == 'coco' \
+        else ('AP75', 'APr (rare)', 'APc (common)', 'APf (frequent)')
+    lines = ['| variant | iters | runs | diverged | bbox mAP mean ± std [min, max] | '
+             + ' | '.join(names) + ' | min/run |',
+             '|---|---:|---:|---:|---|' + '---|' * len(names) + '---:|']
     for tag, entry in results.items():
-        s = summarise(entry['runs'])
+        s = summarise(entry['runs'], metrics)
         cells = [f'{s[m]["mean"]:.3f} ± {s[m]["std"]:.3f} [{s[m]["min"]:.3f}, '
-                 f'{s[m]["max"]:.3f}]' for m in METRICS]
+                 f'{s[m]["max"]:.3f}]' for m in metrics]
         lines.append(f'| {tag} | {entry["iters"]} | {s["runs"]} | {s["diverged"]} | ' + ' | '.join(cells)
                      + f' | {s["minutes"]:.1f} |')
     return '\n'.join(lines)
@@ -239,8 +274,14 @@ def per_run_table(results: dict, tags: list) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--seeds', type=int, default=3, help='seeds 0 .. K-1')
-    parser.add_argument('--iters', type=int, default=1500)
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument('--iters', type=int,
+                        help="default the toy configs' own: 1500 (coco), 1000 (lvis)")
+    parser.add_argument('--dataset', choices=tuple(TOY_CONFIGS), default='coco',
+                        help='coco: the toy set of make_toy_coco.py (configs/toy); '
+                        'lvis: the long-tailed one of make_toy_lvis.py (configs/toy_lvis)')
+    parser.add_argument('--variants', nargs='+',
+                        help='toy configs to train (default all of the dataset\'s): '
+                        f'coco {", ".join(VARIANTS)}; lvis {", ".join(toy_variants("lvis"))}')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='key=value overrides for every run of this call')
     parser.add_argument('--tag', help='name of the result (one variant only); '
@@ -249,7 +290,8 @@ def main():
                         help='runs in parallel, the cores shared among them')
     parser.add_argument('--threads', type=int,
                         help='torch threads per run; default the cores / --jobs')
-    parser.add_argument('--out-dir', default=osp.join('work_dirs', 'compare'))
+    parser.add_argument('--out-dir', help='default work_dirs/compare (coco), '
+                        'work_dirs/compare_lvis (lvis)')
     parser.add_argument('--results', metavar='JSON',
                         help='print the summary and per-run tables of a stored '
                         'results.json (e.g. docs/toy_results.json; the tags of '
@@ -266,10 +308,19 @@ def main():
         runs = per_run_table(results, tags)  # checks the tags
         print(table({t: results[t] for t in tags}) + '\n\n' + runs)
         return
+    args.out_dir = args.out_dir or osp.join(
+        'work_dirs', 'compare' if args.dataset == 'coco' else f'compare_{args.dataset}')
     if args.per_run is not None:
         results = collect(args.out_dir)
         print(per_run_table(results, args.per_run or list(results)))
         return
+    args.iters = args.iters or DEFAULT_ITERS[args.dataset]
+    known = toy_variants(args.dataset)
+    args.variants = args.variants or list(known)
+    unknown = [v for v in args.variants if v not in known]
+    if unknown:
+        parser.error(f'no {args.dataset} toy config for {", ".join(unknown)}; the '
+                     f'variants are {", ".join(known)}')
     if args.seeds < 1:
         parser.error(f'--seeds must be >= 1, got {args.seeds}')
     if args.tag and len(args.variants) != 1:
@@ -280,7 +331,8 @@ def main():
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda job: train_one(
             job[1], job[2], args.iters, args.cfg_options,
-            osp.join(args.out_dir, job[0], f'seed{job[2]}'), threads), jobs))
+            osp.join(args.out_dir, job[0], f'seed{job[2]}'), threads,
+            dataset=args.dataset), jobs))
     results = collect(args.out_dir)
     with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
         json.dump(results, f, indent=2)

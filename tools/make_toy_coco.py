@@ -31,19 +31,22 @@ FREQUENCY = (40, 20, 10, 5, 2)
 COLORS = ((40, 40, 220), (40, 200, 40), (220, 60, 40), (30, 200, 220), (200, 40, 200))
 
 
-def draw_object(img, cls, cx, cy, size, color):
-    """Draws one object and returns its COCO box [x, y, w, h]."""
+SHAPES = CLASSES  # each class is a shape here; tools/make_toy_lvis.py pairs them with colours
+
+
+def draw_object(img, shape, cx, cy, size, color):
+    """Draws one object of a shape of ``SHAPES`` and returns its COCO box
+    [x, y, w, h]."""
     half = size // 2
     x0, y0, x1, y1 = cx - half, cy - half, cx + half, cy + half
-    name = CLASSES[cls]
-    if name == 'square':
+    if shape == 'square':
         cv2.rectangle(img, (x0, y0), (x1, y1), color, -1)
-    elif name == 'disk':
+    elif shape == 'disk':
         cv2.circle(img, (cx, cy), half, color, -1, lineType=cv2.LINE_AA)
-    elif name == 'triangle':
+    elif shape == 'triangle':
         pts = np.array([[cx, y0], [x1, y1], [x0, y1]], np.int32)
         cv2.fillPoly(img, [pts], color, lineType=cv2.LINE_AA)
-    elif name == 'cross':
+    elif shape == 'cross':
         bar = max(size // 4, 2)
         cv2.rectangle(img, (cx - bar // 2, y0), (cx + bar // 2, y1), color, -1)
         cv2.rectangle(img, (x0, cy - bar // 2), (x1, cy + bar // 2), color, -1)
@@ -60,7 +63,8 @@ def iou(a, b):
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def make_image(rng, size):
+def make_background(rng, size):
+    """A textured gray image with unannotated clutter (lines, specks, blobs)."""
     base = rng.integers(90, 170)
     ramp = np.linspace(-20, 20, size)[None, :] * rng.choice([-1, 1])
     img = np.clip(base + ramp + rng.normal(0, 8, (size, size)), 0, 255)
@@ -78,22 +82,40 @@ def make_image(rng, size):
             axes = (int(rng.integers(3, 12)), int(rng.integers(3, 12)))
             cv2.ellipse(img, tuple(map(int, p)), axes, float(rng.integers(180)), 0, 360,
                         (gray, ) * 3, -1)
+    return img
+
+
+def place_object(img, rng, boxes, draw):
+    """Finds a spot (8 to 64 px, IoU < 0.2 with ``boxes``) for one object and
+    calls ``draw(cx, cy, side)``, which draws it and returns its box; that box is
+    appended to ``boxes``. Gives up after 20 spots (returns False)."""
+    size = img.shape[0]
+    for _attempt in range(20):
+        obj = int(np.exp(rng.uniform(np.log(8), np.log(64))))
+        cx, cy = (int(v) for v in rng.integers(obj // 2 + 1, size - obj // 2 - 1, 2))
+        half = obj // 2
+        box = [cx - half, cy - half, 2 * half + 1, 2 * half + 1]
+        if all(iou(box, b) < 0.2 for b in boxes):
+            boxes.append(draw(cx, cy, obj))
+            return True
+    return False
+
+
+def jittered_color(rng, color):
+    jitter = rng.integers(-30, 31, 3)
+    return tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(color, jitter))
+
+
+def make_image(rng, size):
+    img = make_background(rng, size)
     boxes, labels = [], []
     num_objects = 0 if rng.random() < 0.1 else int(rng.integers(1, 5))
     probs = np.array(FREQUENCY, float) / sum(FREQUENCY)
     for _ in range(num_objects):
         cls = int(rng.choice(len(CLASSES), p=probs))
-        for _attempt in range(20):
-            obj = int(np.exp(rng.uniform(np.log(8), np.log(64))))
-            cx, cy = (int(v) for v in rng.integers(obj // 2 + 1, size - obj // 2 - 1, 2))
-            half = obj // 2
-            box = [cx - half, cy - half, 2 * half + 1, 2 * half + 1]
-            if all(iou(box, b) < 0.2 for b in boxes):
-                jitter = rng.integers(-30, 31, 3)
-                color = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(COLORS[cls], jitter))
-                boxes.append(draw_object(img, cls, cx, cy, obj, color))
-                labels.append(cls)
-                break
+        if place_object(img, rng, boxes, lambda cx, cy, side: draw_object(
+                img, SHAPES[cls], cx, cy, side, jittered_color(rng, COLORS[cls]))):
+            labels.append(cls)
     return img, boxes, labels
 
 

@@ -1,0 +1,12 @@
+# RetinaNet R-50-FPN 1x on LVIS v1 with the class-balanced focal loss; data,
+# sampling and metric as the focal config. The class counts are read from the
+# training annotations when training starts (ClassCountsHook counts each
+# annotation once, not ClassBalancedDataset's repeats); to pin them, paste the
+# output of `python tools/class_counts.py data/lvis_v1/annotations/lvis_v1_train.json`.
+_base_ = './retinanet_r50_fpn_focal-1x_lvis-v1.py'
+
+model = dict(
+    bbox_head=dict(
+        loss_cls=dict(_delete_=True, type='ClassBalancedFocalLoss', use_sigmoid=True,
+                      beta=0.999, gamma=0.5, loss_weight=1.0)))
+custom_hooks = [dict(type='ClassCountsHook')]

@@ -1,0 +1,3 @@
+from .lvis_metric import NumpyCompatLVISMetric
+
+__all__ = ['NumpyCompatLVISMetric']
