@@ -6,7 +6,7 @@
 import argparse
 
 import mmdet_ghm  # noqa: F401  (registers our losses, heads and hooks)
-from mmdet_ghm.utils import add_runner_args, build_runner, config_from_args
+from runner import add_runner_args, build_runner, config_from_args  # tools/runner.py
 
 
 def parse_args():

@@ -1,14 +1,13 @@
-"""Pure math on tensors: no state, no registry, no mmdet."""
-from .asl1 import asl1_root, weighted_asl1
+"""Pure math on tensors: no state, no threads, no registry, no mmdet."""
+from .asl1 import asl1_root
 from .class_balanced import effective_number_weights
-from .density import bin_counts, bin_index, bin_lookup, density_weights
-from .focal import focal_modulator, sigmoid_focal_index_loss, sigmoid_focal_loss
-from .ghmc import ghmc_bins, ghmc_histogram, ghmc_weighted_bce
-from .targets import one_hot_labels
+from .density import bin_index, density_weights
+from .dtype import compute_dtype
+from .focal import focal_modulator, sigmoid_focal_loss
+from .targets import label_columns, one_hot_labels
 
 __all__ = [
-    'asl1_root', 'weighted_asl1', 'effective_number_weights', 'bin_index',
-    'bin_counts', 'bin_lookup', 'density_weights', 'focal_modulator', 'sigmoid_focal_loss',
-    'sigmoid_focal_index_loss',
-    'one_hot_labels', 'ghmc_bins', 'ghmc_histogram', 'ghmc_weighted_bce'
+    'asl1_root', 'effective_number_weights', 'bin_index', 'density_weights',
+    'compute_dtype', 'focal_modulator', 'sigmoid_focal_loss', 'label_columns',
+    'one_hot_labels'
 ]

@@ -1,16 +1,14 @@
-"""Gradient density of GHM (Li, Liu, Wang, AAAI 2019): bins, counts, weights.
+"""Gradient density of GHM (Li, Liu, Wang, AAAI 2019): the bin rule and the weights.
 
 Pure tensor math, no state. All statistics are fp32 (counts int64) whatever the
 input dtype, and nothing here synchronises the host with the device.
 """
-import functools
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .threads import over_parts
 
 
 def bin_index(g: Tensor, bins: int, valid: Optional[Tensor] = None) -> Tensor:
@@ -63,26 +61,6 @@ def scaled_bin_index(scaled: Tensor, low: Optional[Tensor], top) -> Tensor:
     return scaled.view(torch.int32).copy_(scaled)
 
 
-def bin_counts(idx: Tensor, bins: int) -> Tensor:
-    """Number of elements per bin, ignoring the overflow index ``bins``.
-
-    On the CPU ``bincount`` (over parts in threads, see ``threads``);
-    elsewhere ``scatter_add_``, because ``bincount`` reads the maximum back to
-    the host on CUDA to size its output.
-
-    Returns:
-        Tensor: (bins,) int64 counts.
-    """
-    flat = idx.reshape(-1)
-    if flat.device.type == 'cpu':
-        parts = over_parts(lambda start, stop: torch.bincount(
-            flat[start:stop], minlength=bins + 1), flat.numel())
-        return functools.reduce(torch.add, parts)[:bins]
-    ones = torch.ones(1, dtype=torch.int64, device=flat.device).expand_as(flat)
-    counts = torch.zeros(bins + 1, dtype=torch.int64, device=flat.device)
-    return counts.scatter_add_(0, flat.long(), ones)[:bins]
-
-
 def density_weights(counts: Tensor, acc_sum: Tensor, momentum: float):
     """Harmonizing weight of each bin from this batch's counts.
 
@@ -115,15 +93,3 @@ def density_weights(counts: Tensor, acc_sum: Tensor, momentum: float):
     n = nonempty.sum()
     weights = torch.where(nonempty, tot / density / n, 0.0)
     return F.pad(weights, (0, 1)), acc_sum, tot
-
-
-def bin_lookup(table: Tensor, idx: Tensor) -> Tensor:
-    """``table[idx]`` (a per-bin value of each element) for int32 or int64 bins
-    ``idx``; on the CPU over parts in threads (see ``threads``)."""
-    flat = idx.view(-1)
-    if flat.device.type != 'cpu':
-        return table.index_select(0, flat).view(idx.shape)
-    out = torch.empty(flat.shape, dtype=table.dtype)
-    over_parts(lambda start, stop: torch.index_select(
-        table, 0, flat[start:stop], out=out[start:stop]), flat.numel())
-    return out.view(idx.shape)

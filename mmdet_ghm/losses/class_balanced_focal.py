@@ -7,11 +7,11 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from .. import ops
-from ..functional import effective_number_weights
-from .sigmoid_focal import check_num_classes, focal_loss, register_per_class
-from .utils import (check_finite, check_index_labels, check_reduction, check_weight,
-                    compute_dtype, expand_weight, mean_denominator, normalise,
-                    reject_unknown_keys, resolve_reduction)
+from ..functional import compute_dtype, effective_number_weights
+from ..ops.inputs import check_finite, check_index_labels, check_weight
+from .sigmoid_focal import focal_loss, register_per_class
+from .utils import (check_reduction, mean_denominator, normalise, reject_unknown_keys,
+                    resolve_reduction)
 
 LOSS_TYPES = ('focal', 'sigmoid', 'softmax')
 WEIGHTINGS = ('class', 'sample')
@@ -171,8 +171,9 @@ class ClassBalancedFocalLoss(nn.Module):
                                  mean_denominator(name, reduction, avg_factor,
                                                   loss.numel()))
         else:
-            if pred.dim() == 2:
-                check_num_classes(name, 'class_counts', self.class_weight, pred.shape[1])
+            if pred.dim() == 2 and self.class_weight.numel() != pred.shape[1]:
+                raise ValueError(f'{name}: `class_counts` has {self.class_weight.numel()} '
+                                 f'values but pred has {pred.shape[1]} classes.')
             class_weight, label_class_weight = self.class_weight.to(pred.device), None
             if self.weighting == 'sample':
                 if target.dim() != 1:
@@ -184,7 +185,8 @@ class ClassBalancedFocalLoss(nn.Module):
                 class_weight, label_class_weight = None, torch.cat(
                     [class_weight, class_weight.new_ones(1)])
             loss = focal_loss(name, self.impl, pred, target, weight, reduction,
-                              avg_factor, self.gamma, self.alpha, class_weight=class_weight,
+                              avg_factor, self.gamma,
+                              ops.FocalCoefficients(self.alpha, class_weight, None),
                               label_class_weight=label_class_weight)
         return self.loss_weight * loss
 
@@ -198,9 +200,7 @@ class ClassBalancedFocalLoss(nn.Module):
         check_finite(name, 'pred', pred)
         check_index_labels(name, target, pred.shape[0], num_classes,
                            f'{num_classes} = background')
-        if weight is not None:
-            check_weight(name, weight, tuple(pred.shape[:1]))
-        label_weight = expand_weight(name, weight, tuple(pred.shape[:1])).to(pred.device)
+        label_weight = check_weight(name, weight, tuple(pred.shape[:1])).to(pred.device)
         dtype = compute_dtype(pred)
         weights = torch.cat([self.class_weight, self.class_weight.new_ones(1)])
         loss = F.cross_entropy(pred.to(dtype), target,

@@ -1,5 +1,4 @@
 """GHM-C: gradient harmonized binary cross-entropy (Li, Liu, Wang, AAAI 2019)."""
-import functools
 import sys
 from typing import Optional
 
@@ -8,10 +7,9 @@ from torch import Tensor, nn
 from torch.nn.modules.module import register_module_module_registration_hook
 
 from .. import ops
-from ..functional import ghmc_histogram, ghmc_weighted_bce
 from .gradient_density import GradientDensity
-from .utils import (broadcast_weight, check_classification_inputs, check_reduction,
-                    compute_dtype, normalise, reject_unknown_keys, resolve_reduction)
+from .utils import (always_sigmoid, check_reduction, normalise, reject_unknown_keys,
+                    resolve_reduction)
 
 
 @MODELS.register_module()
@@ -49,22 +47,19 @@ class GHMCLoss(nn.Module):
                  **unknown):
         super().__init__()
         reject_unknown_keys(type(self), unknown)
+        name = type(self).__name__
         if not use_sigmoid:
-            raise ValueError('GHMCLoss: use_sigmoid=False is not supported; GHM-C '
+            raise ValueError(f'{name}: use_sigmoid=False is not supported; GHM-C '
                              'is a sigmoid (BCE) loss, set use_sigmoid=True.')
-        check_reduction('GHMCLoss', reduction)
-        ops.check_impl('GHMCLoss', impl)
+        check_reduction(name, reduction)
+        ops.check_impl(name, impl)
         self.use_sigmoid = True
         self.reduction = reduction
         self.loss_weight = loss_weight
         self.impl = impl
-        self.density = GradientDensity(bins, momentum, sync=sync_density,
-                                       owner='GHMCLoss')
+        self.density = GradientDensity(bins, momentum, sync=sync_density, owner=name)
 
-    @staticmethod
-    def config_uses_sigmoid(cfg: dict) -> bool:
-        """The head's ``use_sigmoid`` for a config of this loss: always True."""
-        return True
+    config_uses_sigmoid = staticmethod(always_sigmoid)
 
     def forward(self,
                 pred: Tensor,
@@ -91,38 +86,13 @@ class GHMCLoss(nn.Module):
             Tensor: fp32 loss, 0-dim, or (N, C) for reduction 'none'. With all
             elements ignored it is 0.
         """
-        reduction = resolve_reduction('GHMCLoss', self.reduction, reduction_override)
-        weight = check_classification_inputs('GHMCLoss', pred, target, weight)
-        reduce = reduction != 'none'
-        bins = self.density.bins
-        dtype = compute_dtype(pred)
-        twin_binned = []  # the twin's (sigmoid, bins) of pred, once it has run
-
-        @functools.lru_cache(maxsize=None)
-        def twin_inputs():
-            """Target and weight as the twin takes them; built once, only where it runs."""
-            return (target.to(dtype) if target.dim() == 2 else target,
-                    broadcast_weight(weight, dtype))
-
-        def twin_counts():
-            counts, binned = ghmc_histogram(pred.detach().to(dtype), *twin_inputs(), bins)
-            twin_binned.append(binned)
-            return counts
-
-        counts = ops.kernel_or_twin('GHMCLoss', self.impl, pred, lambda _: (
-            ops.gradient_histogram(pred, target, weight, bins, ops.GHMC_NORM)),
-            twin_counts)
+        name = type(self).__name__
+        reduction = resolve_reduction(name, self.reduction, reduction_override)
+        inputs = ops.classification_inputs(name, pred, target, weight)
+        counts, binned = ops.ghmc_histogram(name, self.impl, inputs, self.density.bins)
         bin_weights, normaliser = self.density.weigh(counts)
-
-        def twin_loss(logits=pred, binned=None):
-            return ghmc_weighted_bce(logits, *twin_inputs(), bin_weights, reduce, binned)
-
-        if twin_binned:
-            loss = twin_loss(binned=twin_binned[0])
-        else:
-            loss = ops.kernel_or_twin('GHMCLoss', self.impl, pred, lambda fallback: (
-                ops.ghmc_weighted_bce(pred, target, weight, bin_weights, reduce,
-                                      'GHMCLoss', fallback)), twin_loss)
+        loss = ops.ghmc_weighted_bce(name, self.impl, inputs, bin_weights,
+                                     reduction != 'none', binned)
         return self.loss_weight * normalise(loss, reduction, normaliser)
 
 

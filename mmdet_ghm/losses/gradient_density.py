@@ -1,15 +1,14 @@
 """The gradient-density histogram with its EMA, shared by GHM-C and GHM-R."""
-from typing import Optional
-
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..functional import bin_counts, bin_index, bin_lookup, density_weights
+from ..functional import density_weights
 
 
 class GradientDensity(nn.Module):
-    """Per-element harmonizing weights ``beta = tot / GD(g) / n``.
+    """Per-bin harmonizing weights ``beta = tot / GD(g) / n`` from bin counts:
+    one door, :meth:`weigh`, for GHM-C and GHM-R.
 
     Holds the EMA of the bin counts as the buffer ``acc_sum``, so it is saved in
     checkpoints. The EMA is updated in training mode only; in eval mode the
@@ -48,27 +47,6 @@ class GradientDensity(nn.Module):
         self.register_buffer('interval_counts', torch.zeros(bins), persistent=False)
         self.register_buffer('interval_max_weight', torch.zeros(()), persistent=False)
 
-    def forward(self, g: Tensor, valid: Optional[Tensor] = None):
-        """Weights of elements with gradient norms ``g``.
-
-        Args:
-            g (Tensor): fp32 gradient norms, any shape.
-            valid (Tensor, optional): bool mask of g's shape, False for ignored
-                elements; None when all are valid.
-
-        Returns:
-            tuple[Tensor, Tensor]: fp32 weights of g's shape (0 for ignored
-            elements) and the loss normaliser, see :meth:`weigh`.
-        """
-        idx = bin_index(g, self.bins, valid)
-        return self.weights_of(idx, bin_counts(idx, self.bins))
-
-    def weights_of(self, idx: Tensor, counts: Tensor):
-        """Weights of elements in bins ``idx`` (``bins`` = ignored), and the
-        loss normaliser, see :meth:`weigh`."""
-        bin_weights, normaliser = self.weigh(counts)
-        return bin_lookup(bin_weights, idx), normaliser
-
     def weigh(self, counts: Tensor):
         """Per-bin weights and the loss normaliser from this rank's counts.
 
@@ -91,18 +69,22 @@ class GradientDensity(nn.Module):
         weights, acc_sum, tot = density_weights(counts, self.acc_sum, self.momentum)
         if self.training:
             with torch.no_grad():
-                # a call without valid elements (an FPN level without
-                # positives) keeps the last call that had some
-                has_valid = tot > 0
-                torch.where(has_valid, counts, self.last_counts, out=self.last_counts)
-                torch.where(has_valid, weights[:-1], self.last_weights,
-                            out=self.last_weights)
                 self.acc_sum.copy_(acc_sum)
-                self.interval_counts.add_(counts)
-                torch.maximum(self.interval_max_weight, weights.max(),
-                              out=self.interval_max_weight)
+            self._record(counts, weights, tot)
         normaliser = tot.clamp(min=1)
         return weights, normaliser if world_size == 1 else normaliser / world_size
+
+    @torch.no_grad()
+    def _record(self, counts: Tensor, weights: Tensor, tot: Tensor) -> None:
+        """Keeps what DensityLoggerHook logs of a training call, on the device:
+        the counts and weights applied (a call without valid elements, an FPN
+        level without positives, keeps the last call that had some), and, since
+        the hook last read them, the counts of all calls and the largest weight."""
+        has_valid = tot > 0
+        torch.where(has_valid, counts, self.last_counts, out=self.last_counts)
+        torch.where(has_valid, weights[:-1], self.last_weights, out=self.last_weights)
+        self.interval_counts.add_(counts)
+        torch.maximum(self.interval_max_weight, weights.max(), out=self.interval_max_weight)
 
     def histogram(self) -> Tensor:
         """The density estimate the weights come from: the EMA of the counts,

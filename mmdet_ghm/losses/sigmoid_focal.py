@@ -1,4 +1,5 @@
 """Sigmoid focal loss with per-class alpha, class weights and pos_weight."""
+import dataclasses
 from typing import Optional, Sequence, Union
 
 import torch
@@ -6,11 +7,8 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from .. import ops
-from ..functional import sigmoid_focal_index_loss, sigmoid_focal_loss
-from .utils import (broadcast_weight, check_classification_inputs,
-                    check_reduction, compute_dtype, dense_classification_inputs,
-                    mean_denominator, normalise, reject_unknown_keys,
-                    resolve_reduction, weight_by_label)
+from .utils import (always_sigmoid, check_reduction, mean_denominator, normalise,
+                    reject_unknown_keys, resolve_reduction, weight_by_label)
 
 
 def per_class_tensor(loss_name: str, name: str, value, allow_scalar: bool = False):
@@ -36,40 +34,20 @@ def register_per_class(module: nn.Module, loss_name: str, name: str, value,
 
 
 def focal_loss(loss_name: str, impl: str, pred: Tensor, target: Tensor, weight,
-               reduction: str, avg_factor, gamma: float, alpha=None,
-               class_weight=None, pos_weight=None, label_class_weight=None) -> Tensor:
-    """Checked, dispatched and reduced focal loss of both focal modules.
+               reduction: str, avg_factor, gamma: float,
+               coefficients: ops.FocalCoefficients, label_class_weight=None) -> Tensor:
+    """The focal loss of both focal modules: checks, the loss, the reduction.
     ``label_class_weight`` ((C + 1,), with (N,) labels) weighs each anchor by
     its own class instead of each column by its class (``class_weight``)."""
-    weight = check_classification_inputs(loss_name, pred, target, weight)
+    inputs = ops.classification_inputs(loss_name, pred, target, weight)
     if label_class_weight is not None:
-        weight = weight_by_label(target, weight, label_class_weight)
-    for arg, value in (('alpha', alpha), ('class_weight', class_weight),
-                       ('pos_weight', pos_weight)):
-        check_num_classes(loss_name, arg, value, pred.shape[1])
-    reduce = reduction != 'none'
-
-    def twin(logits=pred):
-        if target.dim() == 1:
-            return sigmoid_focal_index_loss(
-                logits, target, broadcast_weight(weight, compute_dtype(logits)), gamma,
-                alpha, class_weight, pos_weight, reduce)
-        x, y, label_weight = dense_classification_inputs(logits, target, weight)
-        loss = sigmoid_focal_loss(x, y, gamma, alpha, class_weight,
-                                  pos_weight) * label_weight
-        return loss.sum() if reduce else loss
-
-    loss = ops.kernel_or_twin(loss_name, impl, pred, lambda fallback: (
-        ops.sigmoid_focal_loss_triton(pred, target, weight, gamma, alpha, class_weight,
-                                      pos_weight, reduce, loss_name, fallback)), twin)
+        inputs = dataclasses.replace(
+            inputs, weight=weight_by_label(target, inputs.weight, label_class_weight))
+    coefficients.check(loss_name, pred.shape[1])
+    loss = ops.sigmoid_focal(loss_name, impl, inputs, gamma, coefficients,
+                             reduction != 'none')
     return normalise(loss, reduction,
                      mean_denominator(loss_name, reduction, avg_factor, pred.numel()))
-
-
-def check_num_classes(loss_name: str, name: str, value, num_classes: int) -> None:
-    if isinstance(value, Tensor) and value.numel() != num_classes:
-        raise ValueError(f'{loss_name}: `{name}` has {value.numel()} values but '
-                         f'pred has {num_classes} classes.')
 
 
 @MODELS.register_module()
@@ -122,10 +100,7 @@ class SigmoidFocalLoss(nn.Module):
         register_per_class(self, name, 'class_weight', class_weight)
         register_per_class(self, name, 'pos_weight', pos_weight)
 
-    @staticmethod
-    def config_uses_sigmoid(cfg: dict) -> bool:
-        """The head's ``use_sigmoid`` for a config of this loss: always True."""
-        return True
+    config_uses_sigmoid = staticmethod(always_sigmoid)
 
     def forward(self,
                 pred: Tensor,
@@ -152,5 +127,6 @@ class SigmoidFocalLoss(nn.Module):
         name = type(self).__name__
         reduction = resolve_reduction(name, self.reduction, reduction_override)
         loss = focal_loss(name, self.impl, pred, target, weight, reduction, avg_factor,
-                          self.gamma, self.alpha, self.class_weight, self.pos_weight)
+                          self.gamma, ops.FocalCoefficients(self.alpha, self.class_weight,
+                                                            self.pos_weight))
         return self.loss_weight * loss

@@ -1,18 +1,17 @@
-"""Triton kernels (gradient histogram, GHM-C loss, focal loss) and impl dispatch.
+"""The seam between the losses and their two implementations of each computation:
+Triton kernels (``*_triton.py``, with their launchers and autograd Functions) and
+PyTorch (``*_torch.py``), chosen per call by ``dispatch``; ``inputs`` checks and
+lays out the arguments once for both. The entries are in ``seam``."""
+from .dispatch import (IMPLS, check_impl, interpreter_support, kernel_support,
+                       triton_available, use_triton)
+from .inputs import (ClassificationInputs, FocalCoefficients, RegressionInputs,
+                     classification_inputs, regression_inputs)
+from .seam import (ghmc_histogram, ghmc_weighted_bce, ghmr_histogram, sigmoid_focal,
+                   weighted_asl1)
 
-The kernels are importable only with a triton that can build them; callers
-reach them after ``use_triton`` has said yes, which implies that.
-"""
-from .dispatch import (IMPLS, check_impl, interpreter_support, kernel_grad_or_twin,
-                       kernel_or_twin, kernel_support, triton_available, use_triton)
-
-__all__ = ['IMPLS', 'check_impl', 'interpreter_support', 'kernel_grad_or_twin',
-           'kernel_or_twin', 'kernel_support', 'triton_available', 'use_triton']
-
-if kernel_support() is None:
-    from .focal import sigmoid_focal_loss_triton
-    from .ghmc import ghmc_weighted_bce
-    from .histogram import GHMC_NORM, GHMR_NORM, gradient_histogram
-
-    __all__ += ['sigmoid_focal_loss_triton', 'ghmc_weighted_bce', 'gradient_histogram',
-                'GHMC_NORM', 'GHMR_NORM']
+__all__ = [
+    'IMPLS', 'check_impl', 'interpreter_support', 'kernel_support', 'triton_available',
+    'use_triton', 'ClassificationInputs', 'FocalCoefficients', 'RegressionInputs',
+    'classification_inputs', 'regression_inputs', 'ghmc_histogram', 'ghmc_weighted_bce',
+    'ghmr_histogram', 'sigmoid_focal', 'weighted_asl1'
+]

@@ -1,13 +1,13 @@
-"""Picks the Triton kernels or their PyTorch twins, and launches the kernels.
+"""Picks the Triton kernels or the PyTorch implementations, and launches the kernels.
 
 ``impl='auto'`` runs the kernels on CUDA tensors when the installed triton can
 build them (:func:`kernel_support`, decided once per process) and the PyTorch
-twin everywhere else. If a kernel still fails to compile or launch, the loss
-warns once and runs the twin from then on: training never stops because of our
-kernels. ``impl='triton'`` insists on the kernels and raises; on CPU tensors it
-works only under ``TRITON_INTERPRET=1`` with triton >= 3.0 (Triton's interpreter,
-slow, used by the tests; :func:`interpreter_support`). ``impl='torch'`` always
-runs the twin.
+implementation everywhere else. If a kernel still fails to compile or launch, the
+loss warns once and runs the PyTorch implementations from then on: training never
+stops because of our kernels. ``impl='triton'`` insists on the kernels and raises;
+on CPU tensors it works only under ``TRITON_INTERPRET=1`` with triton >= 3.0
+(Triton's interpreter, slow, used by the tests; :func:`interpreter_support`).
+``impl='torch'`` always runs the PyTorch implementation.
 
 Every kernel launch goes through :func:`launch`, so a tool can intercept them
 all (:func:`intercept_launches`): the ahead-of-time compile check and the
@@ -34,7 +34,7 @@ MIN_TRITON_TEXT = '.'.join(map(str, MIN_TRITON))
 MIN_INTERPRETER = (3, 0)
 
 # The first kernel failure under impl='auto' (a message), after which every loss
-# runs its twin; None while the kernels work.
+# runs its PyTorch implementation; None while the kernels work.
 _failure: Optional[str] = None
 _launch_hook: Optional[Callable] = None
 
@@ -122,6 +122,19 @@ def launch(kernel, grid, *args, **kwargs) -> None:
         kernel[grid](*args, **kwargs)
 
 
+def build(kernel, grid, *args, **kwargs) -> None:
+    """Compiles the specialisation of ``kernel`` that these arguments select,
+    without launching it (``JITFunction.run(warmup=True)``, the same on every
+    triton release; the interpreter has nothing to build). A forward builds its
+    backward kernel this way, so a compile error is raised in the forward, where
+    the loss can still run its PyTorch implementation. Through the hook of
+    :func:`intercept_launches` where one is set."""
+    if _launch_hook is not None:
+        _launch_hook(kernel, grid, args, kwargs)
+    else:
+        kernel.run(*args, grid=grid, warmup=True, **kwargs)
+
+
 @contextlib.contextmanager
 def intercept_launches(hook: Callable):
     """Calls ``hook(kernel, grid, args, kwargs)`` instead of launching kernels."""
@@ -145,45 +158,22 @@ def _give_up_kernels(owner: str, error: Exception) -> None:
         RuntimeWarning, stacklevel=3)
 
 
-def kernel_or_twin(owner: str, impl: str, tensor: Tensor, kernel: Callable,
-                   twin: Callable):
-    """The result of the Triton ``kernel`` where :func:`use_triton` says so, else
-    of the PyTorch ``twin``; both take no argument and compute the same thing.
+def kernel_or_torch(owner: str, impl: str, tensor: Tensor, kernel: Callable,
+                    torch_impl: Callable):
+    """``kernel()`` where :func:`use_triton` says so, else ``torch_impl()``; both
+    take no argument and compute the same thing.
 
-    ``kernel(fallback)`` gets the twin to fall back to in its backward, or None
-    under impl='triton'. Under impl='auto' a kernel failure warns once and
-    returns ``twin()``, and every later call runs the twin.
+    A kernel entry launches its forward kernel and builds its backward kernel
+    (:func:`build`) before it returns, so every compile error surfaces here.
+    Under impl='auto' such an error warns once and returns ``torch_impl()``, and
+    every later call runs the PyTorch implementations; impl='triton' raises it.
     """
     if not use_triton(owner, impl, tensor):
-        return twin()
+        return torch_impl()
     if impl == 'triton':
-        return kernel(None)
+        return kernel()
     try:
-        return kernel(twin)
+        return kernel()
     except Exception as error:  # a compile or launch error of any triton release
         _give_up_kernels(owner, error)
-        return twin()
-
-
-def kernel_grad_or_twin(owner: str, twin_loss: Optional[Callable], pred: Tensor,
-                        grad_out: Tensor, kernel: Callable) -> Tensor:
-    """A backward kernel ``kernel(grad_pred)`` filling the gradient of ``pred``.
-
-    ``twin_loss`` (None under impl='triton') maps logits to the same loss through
-    the PyTorch twin (the ``fallback`` of :func:`kernel_or_twin`, called with the
-    logits): if the kernel fails, the gradient comes from it instead.
-    """
-    grad_pred = torch.empty_like(pred)
-    if not pred.numel():
-        return grad_pred
-    if twin_loss is None:
-        kernel(grad_pred)
-        return grad_pred
-    try:
-        kernel(grad_pred)
-        return grad_pred
-    except Exception as error:
-        _give_up_kernels(owner, error)
-    with torch.enable_grad():
-        x = pred.detach().requires_grad_()
-        return torch.autograd.grad(twin_loss(x), x, grad_out)[0]
+        return torch_impl()

@@ -1,10 +1,11 @@
-"""The twins compute the same loss and gradient whether the rows go in one
+"""The PyTorch implementations compute the same loss and gradient whether the rows go in one
 chunk or in many (the last one ragged), on one thread or several."""
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmdet_ghm.functional import chunks, threads
+from mmdet_ghm.ops import torch_chunks as chunks
+from mmdet_ghm.ops import torch_threads as threads
 from mmdet_ghm.losses import ClassBalancedFocalLoss, GHMCLoss, SigmoidFocalLoss
 from tests.conftest import make_cls_inputs
 

@@ -2,8 +2,18 @@
 import pytest
 import torch
 
-from mmdet_ghm.functional import (one_hot_labels, sigmoid_focal_index_loss,
-                                  sigmoid_focal_loss)
+from mmdet_ghm.functional import one_hot_labels, sigmoid_focal_loss
+from mmdet_ghm.ops import focal_torch
+from mmdet_ghm.ops.inputs import FocalCoefficients
+
+
+def sigmoid_focal_index_loss(logits, labels, weight, gamma=2.0, alpha=0.25,
+                             class_weight=None, pos_weight=None, reduce=True):
+    """The PyTorch implementation of index labels, with the focal loss's own
+    defaults (gamma 2, alpha 0.25)."""
+    return focal_torch.sigmoid_focal_index_loss(
+        logits, labels, weight, gamma, FocalCoefficients(alpha, class_weight, pos_weight),
+        reduce)
 
 CONFIGS = {
     'retinanet': dict(gamma=2.0, alpha=0.25),

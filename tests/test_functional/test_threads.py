@@ -1,7 +1,8 @@
 """Single-threaded CPU ops (bincount, the bin lookup) split over threads."""
 import torch
 
-from mmdet_ghm.functional import bin_counts, bin_lookup, threads
+from mmdet_ghm.ops import torch_threads as threads
+from mmdet_ghm.ops.histogram_torch import bin_counts, bin_lookup
 
 
 def test_parts_cover_the_range_once_and_follow_torch_threads(monkeypatch):

@@ -3,10 +3,12 @@ import pytest
 import torch
 
 from mmdet_ghm import ops
-from mmdet_ghm.functional import bin_counts, bin_index, ghmc_bins
+from mmdet_ghm.functional import bin_index
 from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
                               SigmoidFocalLoss, ghm_r)
-from mmdet_ghm.ops import dispatch, elements, histogram
+from mmdet_ghm.ops import dispatch, histogram_triton, triton_common
+from mmdet_ghm.ops.histogram_torch import bin_counts, ghmc_bins
+from mmdet_ghm.ops.inputs import ClassificationInputs
 
 from ..conftest import RUNS_KERNELS, make_cls_inputs, make_reg_inputs
 
@@ -44,8 +46,8 @@ def run(loss_fn, pred, *args, **kwargs):
     return loss.detach(), pred.grad
 
 
-BLOCK_HISTOGRAMS = {'tl.histogram': elements._tl_histogram,
-                    'one-hot': elements.one_hot_histogram}
+BLOCK_HISTOGRAMS = {'tl.histogram': triton_common._tl_histogram,
+                    'one-hot': triton_common.one_hot_histogram}
 
 
 @pytest.fixture(params=BLOCK_HISTOGRAMS)
@@ -54,10 +56,10 @@ def block_histogram(request, monkeypatch):
     triton builds, and the other one, which only the interpreter can swap in (a
     GPU compiles a kernel once per process)."""
     form = BLOCK_HISTOGRAMS[request.param]
-    if form is not elements.block_histogram:
+    if form is not triton_common.block_histogram:
         if not dispatch.interpreting():
             pytest.skip(f'{request.param} is not the form this triton builds')
-        monkeypatch.setattr(histogram, 'block_histogram', form)
+        monkeypatch.setattr(histogram_triton, 'block_histogram', form)
     return request.param
 
 
@@ -69,7 +71,7 @@ def test_histogram_kernel_ghmc(block_histogram, case, layout):
     g = (pred.float().sigmoid() - one_hot).abs()
     expected = bin_counts(bin_index(g, 30, dense_weight > 0), 30)
     args = (labels, weight) if layout == 'index' else (one_hot, dense_weight)
-    counts = ops.gradient_histogram(pred, *args, 30, ops.GHMC_NORM)
+    counts = histogram_triton.gradient_histogram(pred, *args, 30, histogram_triton.GHMC_NORM)
     assert torch.equal(counts, expected)
     # the torch twin's sparse handling of index labels bins alike
     _, idx = ghmc_bins(pred, *(labels, weight[:, None]) if layout == 'index'
@@ -83,8 +85,8 @@ def test_histogram_kernel_ghmr_with_index(block_histogram):
     diff = pred - target
     g = diff.abs() / torch.sqrt(diff * diff + 0.02**2)
     expected_index = bin_index(g, 10, weight > 0)
-    counts, index = ops.gradient_histogram(pred, target, weight, 10, ops.GHMR_NORM,
-                                           0.02, return_index=True)
+    counts, index = histogram_triton.gradient_histogram(
+        pred, target, weight, 10, histogram_triton.GHMR_NORM, 0.02, return_index=True)
     assert torch.equal(index, expected_index)
     assert torch.equal(counts, bin_counts(expected_index, 10))
 
@@ -197,13 +199,11 @@ def test_class_balanced_triton_equals_torch(loss_type):
 
 
 def test_ghmc_kernel_path_builds_no_twin_inputs(monkeypatch):
-    # the twin's (N, C) target copy and weight layout are for the twin only
-    from mmdet_ghm.losses import ghm_c
-
+    # the PyTorch implementation's (N, C) target copy and weight layout are for it only
     def built(*args):
         raise AssertionError('the twin inputs were built on the kernel path')
 
-    monkeypatch.setattr(ghm_c, 'broadcast_weight', built)
+    monkeypatch.setattr(ClassificationInputs, 'torch_weight', property(built))
     pred, labels, weight = cls_case('index labels, row weights')
     one_hot, dense_weight = dense(pred, labels, weight)
     for args in ((labels, weight), (one_hot, dense_weight)):

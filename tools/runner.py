@@ -1,4 +1,5 @@
-"""Small fixes to the ecosystem that the tools apply."""
+"""Command-line plumbing of tools/train.py and tools/test.py, and the small fixes
+to the ecosystem that they apply."""
 import os
 
 

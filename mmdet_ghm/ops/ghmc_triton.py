@@ -1,17 +1,17 @@
-"""GHM-C weighted BCE forward and backward (Triton) and its autograd Function.
+"""GHM-C weighted BCE: forward and backward kernels, launchers, autograd Function.
 
 Given the per-bin weights (from ``GradientDensity.weigh``), each element's bin is
 recomputed from its logit, so nothing of size N x C is stored between the
-histogram, the forward and the backward. Twin: ``functional.ghmc``.
+histogram, the forward and the backward. PyTorch implementation: ``ghmc_torch``.
 """
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from .dispatch import kernel_grad_or_twin, launch
-from .elements import (BLOCK, bin_of, block_partials, elements, load_elements,
-                       load_grad_out, store_loss)
+from .dispatch import build, launch
+from .triton_common import (BLOCK, bin_of, block_partials, elements, elements_grid,
+                            load_elements, load_grad_out, placeholders, store_loss)
 
 
 @triton.jit
@@ -48,44 +48,50 @@ def _ghmc_backward_kernel(pred_ptr, target_ptr, weight_ptr, bin_weights_ptr,
     tl.store(grad_pred_ptr + offs, grad, mask=mask)
 
 
+def _launch_backward(run, pred, target, weight, bin_weights, grad_out, grad_pred,
+                     num_cols, layout):
+    target_is_index, weight_mode, reduce = layout
+    run(_ghmc_backward_kernel, elements_grid(pred), pred, target, weight, bin_weights,
+        grad_out, grad_pred, pred.numel(), num_cols, TARGET_IS_INDEX=target_is_index,
+        WEIGHT_MODE=weight_mode, BINS=bin_weights.numel() - 1, REDUCE=reduce, BLOCK=BLOCK)
+
+
 class GHMCBinaryCrossEntropy(torch.autograd.Function):
-    """Sum (or elementwise) of ``BCE(x, y) * bin_weight[bin(g)] * label_weight``."""
+    """Sum (or elementwise) of ``BCE(x, y) * bin_weight[bin(g)] * label_weight``.
+    Arguments as :func:`ghmc_weighted_bce`."""
 
     @staticmethod
-    def forward(ctx, pred, target, weight, bin_weights, reduce: bool, owner: str,
-                twin_loss):
+    def forward(ctx, pred, target, weight, bin_weights, reduce: bool):
         els = elements(pred, target, weight)
         bins = bin_weights.numel() - 1
         out = (block_partials(els) if reduce else
                torch.empty(pred.shape, dtype=torch.float32, device=pred.device))
+        layout = (els.target_is_index, els.weight_mode, reduce)
         if els.numel:
             launch(_ghmc_forward_kernel, els.grid(), els.pred, els.target, els.weight,
                    bin_weights, out, els.numel, els.num_cols,
                    TARGET_IS_INDEX=els.target_is_index, WEIGHT_MODE=els.weight_mode,
                    BINS=bins, REDUCE=reduce, BLOCK=BLOCK)
+            if ctx.needs_input_grad[0]:  # the backward's specialisation, built now
+                _launch_backward(build, els.pred, els.target, els.weight, bin_weights,
+                                 *placeholders(pred), els.num_cols, layout)
         ctx.save_for_backward(els.pred, els.target, els.weight, bin_weights)
-        ctx.layout = (els.target_is_index, els.weight_mode, els.num_cols, reduce)
-        ctx.owner, ctx.twin_loss = owner, twin_loss
+        ctx.num_cols, ctx.layout = els.num_cols, layout
         return out.sum() if reduce else out
 
     @staticmethod
     def backward(ctx, grad_out):
         pred, target, weight, bin_weights = ctx.saved_tensors
-        target_is_index, weight_mode, num_cols, reduce = ctx.layout
-
-        def kernel(grad_pred):
-            launch(_ghmc_backward_kernel, (triton.cdiv(pred.numel(), BLOCK), ),
-                   pred, target, weight, bin_weights, grad_out.float().contiguous(),
-                   grad_pred, pred.numel(), num_cols, TARGET_IS_INDEX=target_is_index,
-                   WEIGHT_MODE=weight_mode, BINS=bin_weights.numel() - 1,
-                   REDUCE=reduce, BLOCK=BLOCK)
-
-        grad_pred = kernel_grad_or_twin(ctx.owner, ctx.twin_loss, pred, grad_out, kernel)
-        return grad_pred, None, None, None, None, None, None
+        grad_pred = torch.empty_like(pred)
+        if pred.numel():
+            _launch_backward(launch, pred, target, weight, bin_weights,
+                             grad_out.float().contiguous(), grad_pred, ctx.num_cols,
+                             ctx.layout)
+        return grad_pred, None, None, None, None
 
 
 def ghmc_weighted_bce(pred: Tensor, target: Tensor, weight, bin_weights: Tensor,
-                      reduce: bool, owner: str = 'GHMCLoss', twin_loss=None) -> Tensor:
+                      reduce: bool) -> Tensor:
     """Triton GHM-C loss body; see :class:`GHMCBinaryCrossEntropy`.
 
     Args:
@@ -94,9 +100,5 @@ def ghmc_weighted_bce(pred: Tensor, target: Tensor, weight, bin_weights: Tensor,
         weight (Tensor | None): (N,) or (N, C) label weights, 0 = ignored.
         bin_weights (Tensor): fp32 weights (bins + 1,), last one 0.
         reduce (bool): Return the fp32 sum instead of the (N, C) fp32 losses.
-        owner (str): The loss, for the warning if the backward kernel fails.
-        twin_loss (callable, optional): Logits -> the same loss by the PyTorch
-            twin; the backward falls back to it if its kernel fails (None: raise).
     """
-    return GHMCBinaryCrossEntropy.apply(pred, target, weight, bin_weights, reduce,
-                                        owner, twin_loss)
+    return GHMCBinaryCrossEntropy.apply(pred, target, weight, bin_weights, reduce)

@@ -1,16 +1,17 @@
-"""Row chunks of an (N, C) tensor for the twins' hand-written autograd Functions.
+"""Row chunks of an (N, C) tensor for the PyTorch implementations' hand-written
+autograd Functions.
 
-On the CPU a twin that works on blocks of about a million elements keeps every
-temporary small: the allocator reuses the blocks instead of asking the system
-for (and faulting in) fresh pages for each N x C temporary, which at 400,000 x
-80 costs more than the arithmetic. Only the gradient (and the elementwise
-losses for reduction 'none') is allocated whole.
+On the CPU, working on blocks of about a million elements keeps every temporary
+small: the allocator reuses the blocks instead of asking the system for (and
+faulting in) fresh pages for each N x C temporary. What is allocated whole: the
+gradient, the elementwise losses for reduction 'none', and, for GHM-C, the
+sigmoid and bin of every chunk, which the histogram computes and the loss
+reuses (``histogram_torch.ghmc_histogram``).
 
-On a GPU (the twin runs there for a triton too old for the kernels) every op
-is a kernel launch, and the caching allocator reuses blocks of any size. There
-chunks only bound the memory of the temporaries: 2^24 elements (64 MB in fp32)
-keep each pass well above its launch cost. (GHM-C forward + backward at 401,400
-x 80 runs 176 ops in two such chunks, 1,887 in chunks of a million elements.)
+On a GPU (the PyTorch implementations run there for a triton too old for the
+kernels) every op is a kernel launch, and the caching allocator reuses blocks of
+any size. There chunks only bound the memory of the temporaries, and are larger
+so that each pass stays well above its launch cost.
 """
 from typing import Callable, List, Optional
 

@@ -1,4 +1,5 @@
-"""GHM-C's two stateless steps in PyTorch, twins of the Triton kernels.
+"""GHM-C weighted BCE in PyTorch: the implementation of ``ghmc_triton`` for the
+CPU and for GPUs whose triton cannot build the kernels.
 
 Index labels are never expanded to one-hot: every column of a row is treated as
 a negative and the one label column of each positive row is fixed afterwards
@@ -6,60 +7,16 @@ with a gather/scatter of N elements. The forward looks each element's bin
 weight up once and computes the gradient with it, so the only N x C tensor kept
 for the backward is that gradient.
 """
-from typing import Dict, Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .chunks import backward_by_rows, forward_by_rows, row_chunks, rows_of
-from .density import bin_counts, bin_limits, bin_lookup, scaled_bin_index
-from .targets import label_columns
-
-
-def ghmc_bins(logits: Tensor, target: Tensor, weight: Optional[Tensor],
-              bins: int) -> Tuple[Tensor, Tensor]:
-    """Sigmoid and gradient-norm bin ``g = |sigmoid(x) - y|`` of each element.
-
-    Args:
-        logits (Tensor): (N, C) logits, fp32 (or fp64).
-        target (Tensor): (N,) labels in [0, C] (C = background) or (N, C) targets.
-        weight (Tensor, optional): (N, 1) or (N, C) label weights, 0 = ignored.
-        bins (int): Number of bins.
-
-    Returns:
-        tuple[Tensor, Tensor]: the sigmoid (N, C) and the int32 bins (N, C),
-        ``bins`` for ignored elements.
-    """
-    p = torch.sigmoid(logits)
-    if target.dim() == 1:
-        col, pos = label_columns(target, p.shape[1])
-        scaled = p * bins  # g = p where y = 0
-        p_col = p.gather(1, col)
-        scaled.scatter_(1, col, torch.where(pos, 1 - p_col, p_col).mul_(bins))
-    else:
-        scaled = (p - target).abs_().mul_(bins)
-    valid = None if weight is None else weight > 0
-    return p, scaled_bin_index(scaled, *bin_limits(bins, valid, p.dtype))
-
-
-def ghmc_histogram(logits: Tensor, target: Tensor, weight: Optional[Tensor],
-                   bins: int) -> Tuple[Tensor, Dict[int, Tuple[Tensor, Tensor]]]:
-    """Counts of the valid elements per bin, by :func:`ghmc_bins` over row chunks.
-
-    Args: as :func:`ghmc_bins`.
-
-    Returns:
-        tuple: int64 counts (bins,), and the (sigmoid, bins) of each row chunk
-        by its first row, for :func:`ghmc_weighted_bce` to reuse.
-    """
-    counts = torch.zeros(bins, dtype=torch.int64, device=logits.device)
-    binned = {}
-    for rows in row_chunks(logits):
-        binned[rows.start] = ghmc_bins(logits[rows], target[rows], rows_of(weight, rows),
-                                       bins)
-        counts += bin_counts(binned[rows.start][1], bins)
-    return counts, binned
+from ..functional.dtype import compute_dtype
+from ..functional.targets import label_columns
+from .histogram_torch import BinnedChunks, bin_lookup, ghmc_bins
+from .torch_chunks import backward_by_rows, forward_by_rows, rows_of
 
 
 class WeightedBinaryCrossEntropy(torch.autograd.Function):
@@ -73,7 +30,7 @@ class WeightedBinaryCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, target, weight, bin_weights, reduce: bool, binned):
-        x = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        x = logits.to(compute_dtype(logits))
         bin_weights = bin_weights.to(x.dtype)
         row_weight = weight if weight is not None and weight.shape[1] == 1 else None
 
@@ -93,7 +50,7 @@ class WeightedBinaryCrossEntropy(torch.autograd.Function):
 
 def _weighted_bce_rows(x, target, p, idx, bin_weights, weight, row_weight, reduce,
                        need_grad, losses, grad):
-    """One chunk, as ``loss_rows`` of :func:`chunks.forward_by_rows`."""
+    """One chunk, as ``loss_rows`` of :func:`torch_chunks.forward_by_rows`."""
     elem_weight = bin_lookup(bin_weights, idx)
     if weight is not None and row_weight is None:
         elem_weight.mul_(weight)
@@ -126,7 +83,7 @@ def _weighted_bce_rows(x, target, p, idx, bin_weights, weight, row_weight, reduc
 
 def ghmc_weighted_bce(logits: Tensor, target: Tensor, weight: Optional[Tensor],
                       bin_weights: Tensor, reduce: bool,
-                      binned: Optional[Dict[int, Tuple[Tensor, Tensor]]] = None) -> Tensor:
+                      binned: Optional[BinnedChunks] = None) -> Tensor:
     """Sum (or (N, C) losses) of ``BCE(x, y) * bin_weights[idx] * weight``.
 
     Args:
@@ -136,7 +93,7 @@ def ghmc_weighted_bce(logits: Tensor, target: Tensor, weight: Optional[Tensor],
         bin_weights (Tensor): fp32 (bins + 1,) weights, 0 for the overflow bin.
         reduce (bool): Return the sum instead of the elementwise losses.
         binned (dict, optional): The (sigmoid, bins) of each row chunk from
-            :func:`ghmc_histogram`; computed here without it.
+            ``histogram_torch.ghmc_histogram``; computed here without it.
     """
     return WeightedBinaryCrossEntropy.apply(logits, target, weight, bin_weights, reduce,
                                             binned)

@@ -1,9 +1,9 @@
 """Runs a single-threaded CPU op over parts of a tensor in parallel.
 
 ``bincount`` and the ``index_select`` of a 1-D table run on one core in ATen,
-where the twins' other ops use all of ``torch.get_num_threads()``. Torch ops
-release the GIL, so Python threads run the parts side by side; never more
-parts than the threads torch itself may use.
+where the PyTorch implementations' other ops use all of
+``torch.get_num_threads()``. Torch ops release the GIL, so Python threads run the
+parts side by side; never more parts than the threads torch itself may use.
 """
 import concurrent.futures
 import functools

@@ -1,8 +1,9 @@
-"""What every kernel shares: argument layout and per-element loads.
+"""What every Triton kernel shares: argument layout, per-element loads, the bin rule.
 
 Kernels see the (N, C) elements as a flat array. Targets are either (N,) index
 labels (C = background, never materialised as one-hot) or dense (N, C); label
-weights are absent, per row (N,) or dense (N, C).
+weights are absent, per row (N,) or dense (N, C): the layouts of
+``inputs.ClassificationInputs``, told to the kernels as ``WEIGHT_MODE``.
 """
 from typing import NamedTuple
 
@@ -12,7 +13,10 @@ import triton.language as tl
 from torch import Tensor
 
 BLOCK = 1024
-NO_WEIGHT, ROW_WEIGHT, DENSE_WEIGHT = 0, 1, 2
+# WEIGHT_MODE: the label weights' layout
+NO_WEIGHT = tl.constexpr(0)
+ROW_WEIGHT = tl.constexpr(1)
+DENSE_WEIGHT = tl.constexpr(2)
 
 
 class Elements(NamedTuple):
@@ -31,6 +35,20 @@ class Elements(NamedTuple):
         return (triton.cdiv(max(self.numel, 1), BLOCK), )
 
 
+def placeholders(pred: Tensor):
+    """Empty stand-ins for a backward kernel's ``grad_out`` (fp32) and
+    ``grad_pred`` (pred's dtype) when it is built before the backward: a
+    specialisation depends on the pointers' dtypes and 16-byte alignment only,
+    and these, like the fresh tensors of the backward, are aligned."""
+    return (torch.empty(0, dtype=torch.float32, device=pred.device),
+            torch.empty(0, dtype=pred.dtype, device=pred.device))
+
+
+def elements_grid(pred: Tensor):
+    """The grid of a kernel over the elements of ``pred``."""
+    return (triton.cdiv(pred.numel(), BLOCK), )
+
+
 def elements(pred: Tensor, target: Tensor, weight) -> Elements:
     """Lays out checked (N, C) arguments for the kernels; copies nothing that is
     already contiguous, and reads an expanded (N, 1) -> (N, C) weight per row."""
@@ -45,7 +63,7 @@ def elements(pred: Tensor, target: Tensor, weight) -> Elements:
         weight, mode = weight[:, 0].contiguous(), ROW_WEIGHT
     else:
         weight, mode = weight.contiguous(), DENSE_WEIGHT
-    return Elements(pred, target, weight, target_is_index, mode, pred.shape[-1])
+    return Elements(pred, target, weight, target_is_index, mode.value, pred.shape[-1])
 
 
 @triton.jit
@@ -62,9 +80,9 @@ def load_elements(pred_ptr, target_ptr, weight_ptr, pid, n, C,
         y = (label == offs % C).to(tl.float32)
     else:
         y = tl.load(target_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    if WEIGHT_MODE == 0:
+    if WEIGHT_MODE == NO_WEIGHT:
         w = tl.where(mask, 1.0, 0.0)
-    elif WEIGHT_MODE == 1:
+    elif WEIGHT_MODE == ROW_WEIGHT:
         w = tl.load(weight_ptr + row, mask=mask, other=0.0).to(tl.float32)
     else:
         w = tl.load(weight_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -73,8 +91,10 @@ def load_elements(pred_ptr, target_ptr, weight_ptr, pid, n, C,
 
 @triton.jit
 def bin_of(g, BINS: tl.constexpr):
-    """``min(floor(g * BINS), BINS - 1)`` for g in [0, 1], as functional.bin_index;
-    the clamp below 0 only keeps a NaN g (caught by the input checks) in range."""
+    """The bin rule, ``min(floor(g * BINS), BINS - 1)`` for g in [0, 1]: Triton's
+    copy of ``functional.bin_index`` (tests/test_ops/test_kernels.py holds them
+    equal). The clamp below 0 only keeps a NaN g (caught by the input checks) in
+    range."""
     return tl.minimum(tl.maximum((g * BINS).to(tl.int32), 0), BINS - 1)
 
 

@@ -1,21 +1,22 @@
-"""Fused sigmoid focal loss forward and backward (Triton), autograd Function.
+"""Fused sigmoid focal loss: forward and backward kernels, launchers, autograd Function.
 
 Covers ``SigmoidFocalLoss`` and the sigmoid variants of
 ``ClassBalancedFocalLoss``: index or dense targets, scalar / per-class alpha,
 per-class column weights (the class-balanced weights) and pos_weight. The
 modulator is computed in log space as in ``functional.focal_modulator``:
 ``log(1 - p_t) = logaddexp(log y + logsig(-x), log(1 - y) + logsig(x))``.
-Twins: ``functional.sigmoid_focal_index_loss`` (index labels, hand-written
-backward) and ``functional.sigmoid_focal_loss`` with autograd (dense targets).
+PyTorch implementation: ``focal_torch`` (index labels with a hand-written
+backward, dense targets through autograd).
 """
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from .dispatch import kernel_grad_or_twin, launch
-from .elements import (BLOCK, block_partials, elements, load_elements, load_grad_out,
-                       log_sigmoid, store_loss)
+from .dispatch import build, launch
+from .triton_common import (BLOCK, block_partials, elements, elements_grid,
+                            load_elements, load_grad_out, log_sigmoid, placeholders,
+                            store_loss)
 
 
 @triton.jit
@@ -74,26 +75,23 @@ def _focal_backward_kernel(pred_ptr, target_ptr, weight_ptr, alpha_ptr, class_we
     tl.store(grad_pred_ptr + offs, grad, mask=mask)
 
 
-def _class_vector(value, num_classes: int, like: Tensor, default: float) -> Tensor:
-    """A scalar, a (C,) tensor or None as a (C,) fp32 tensor on like's device."""
-    if value is None or not isinstance(value, Tensor):
-        value = default if value is None else value
-        return torch.full((num_classes, ), float(value), dtype=torch.float32,
-                          device=like.device)
-    return value.to(device=like.device, dtype=torch.float32).contiguous()
+def _launch_backward(run, pred, target, weight, vectors, grad_out, grad_pred,
+                     num_classes, gamma, flags):
+    run(_focal_backward_kernel, elements_grid(pred), pred, target, weight, *vectors,
+        grad_out, grad_pred, pred.numel(), num_classes, gamma, **flags)
 
 
 class SigmoidFocal(torch.autograd.Function):
-    """Sum (or elementwise) of ``w_c * alpha_t * (1 - p_t)^gamma * BCE_pw * label_weight``."""
+    """Sum (or elementwise) of ``w_c * alpha_t * (1 - p_t)^gamma * BCE_pw * label_weight``.
+    Arguments as :func:`sigmoid_focal_loss`."""
 
     @staticmethod
     def forward(ctx, pred, target, weight, gamma, alpha, class_weight, pos_weight,
-                reduce: bool, owner: str, twin_loss):
+                reduce: bool):
         els = elements(pred, target, weight)
         num_classes = els.num_cols
-        vectors = (_class_vector(alpha, num_classes, pred, 1.0),
-                   _class_vector(class_weight, num_classes, pred, 1.0),
-                   _class_vector(pos_weight, num_classes, pred, 1.0))
+        # without USE_ALPHA no alpha is read: any fp32 (C,) pointer stands in
+        vectors = (class_weight if alpha is None else alpha, class_weight, pos_weight)
         out = (block_partials(els) if reduce else
                torch.empty(pred.shape, dtype=torch.float32, device=pred.device))
         flags = dict(TARGET_IS_INDEX=els.target_is_index, WEIGHT_MODE=els.weight_mode,
@@ -101,34 +99,37 @@ class SigmoidFocal(torch.autograd.Function):
         if els.numel:
             launch(_focal_forward_kernel, els.grid(), els.pred, els.target, els.weight,
                    *vectors, out, els.numel, num_classes, float(gamma), **flags)
+            if ctx.needs_input_grad[0]:  # the backward's specialisation, built now
+                _launch_backward(build, els.pred, els.target, els.weight, vectors,
+                                 *placeholders(pred), num_classes, float(gamma), flags)
         ctx.save_for_backward(els.pred, els.target, els.weight, *vectors)
         ctx.gamma, ctx.flags, ctx.num_classes = float(gamma), flags, num_classes
-        ctx.owner, ctx.twin_loss = owner, twin_loss
         return out.sum() if reduce else out
 
     @staticmethod
     def backward(ctx, grad_out):
         pred, target, weight, *vectors = ctx.saved_tensors
-
-        def kernel(grad_pred):
-            launch(_focal_backward_kernel, (triton.cdiv(pred.numel(), BLOCK), ),
-                   pred, target, weight, *vectors, grad_out.float().contiguous(),
-                   grad_pred, pred.numel(), ctx.num_classes, ctx.gamma, **ctx.flags)
-
-        grad_pred = kernel_grad_or_twin(ctx.owner, ctx.twin_loss, pred, grad_out, kernel)
-        return (grad_pred, ) + (None, ) * 9
+        grad_pred = torch.empty_like(pred)
+        if pred.numel():
+            _launch_backward(launch, pred, target, weight, vectors,
+                             grad_out.float().contiguous(), grad_pred, ctx.num_classes,
+                             ctx.gamma, ctx.flags)
+        return (grad_pred, ) + (None, ) * 7
 
 
-def sigmoid_focal_loss_triton(pred: Tensor, target: Tensor, weight, gamma: float,
-                              alpha=None, class_weight=None, pos_weight=None,
-                              reduce: bool = True, owner: str = 'SigmoidFocalLoss',
-                              twin_loss=None) -> Tensor:
-    """Triton focal loss body; arguments as ``functional.sigmoid_focal_loss``
-    plus label ``weight`` ((N,), (N, C) or None) and index or dense ``target``;
-    ``owner`` and ``twin_loss`` as in ``ops.ghmc_weighted_bce``.
+def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight, gamma: float, alpha,
+                       class_weight: Tensor, pos_weight: Tensor, reduce: bool) -> Tensor:
+    """Triton focal loss body.
 
-    Returns:
-        Tensor: the fp32 sum when ``reduce``, else the (N, C) fp32 losses.
+    Args:
+        pred (Tensor): (N, C) logits, fp32 / fp16 / bf16.
+        target (Tensor): (N,) index labels (C = background) or (N, C) targets.
+        weight (Tensor | None): (N,) or (N, C) label weights, 0 = ignored.
+        gamma (float): Focusing parameter.
+        alpha (Tensor | None): (C,) fp32 alpha of each class, or None (no alpha).
+        class_weight (Tensor): (C,) fp32 weight of each class column.
+        pos_weight (Tensor): (C,) fp32 weight of each class's positive term.
+        reduce (bool): Return the fp32 sum instead of the (N, C) fp32 losses.
     """
     return SigmoidFocal.apply(pred, target, weight, gamma, alpha, class_weight,
-                              pos_weight, reduce, owner, twin_loss)
+                              pos_weight, reduce)

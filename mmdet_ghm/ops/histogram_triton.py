@@ -1,11 +1,11 @@
-"""Fused gradient-density histogram of GHM-C and GHM-R (Triton).
+"""Fused gradient-density histogram of GHM-C and GHM-R (Triton kernel and launcher).
 
 One pass over the elements: gradient norm, bin, a block-local histogram
-(``elements.block_histogram``: ``tl.histogram``, or its one-hot form on triton
+(``triton_common.block_histogram``: ``tl.histogram``, or its one-hot form on triton
 2.x), then one atomic add per bin into the global counts. Nothing leaves the
 device. Ignored elements go to an extra bin that is never added, so the kernel
 needs no ``mask=`` of ``tl.histogram`` (absent in triton 3.1 and 3.3).
-Twin: ``functional.bin_index`` + ``functional.bin_counts``.
+PyTorch implementation: ``histogram_torch``.
 """
 import torch
 import triton
@@ -13,16 +13,18 @@ import triton.language as tl
 from torch import Tensor
 
 from .dispatch import launch
-from .elements import BLOCK, bin_of, block_histogram, elements, load_elements
+from .triton_common import BLOCK, bin_of, block_histogram, elements, load_elements
 
-GHMC_NORM, GHMR_NORM = 0, 1
+# NORM: the gradient norm binned
+GHMC_NORM = tl.constexpr(0)  # |sigmoid(x) - y|
+GHMR_NORM = tl.constexpr(1)  # ASL1's |d| / sqrt(d^2 + mu^2)
 
 
 @triton.jit
 def gradient_norm(x, y, mu, NORM: tl.constexpr):
     """GHM-C: |sigmoid(x) - y| of logits x; GHM-R: ASL1's |d| / sqrt(d^2 + mu^2)
     of d = pred - target, with x = pred and y = target."""
-    if NORM == 0:
+    if NORM == GHMC_NORM:
         g = tl.abs(tl.sigmoid(x) - y)
     else:
         d = x - y
@@ -56,10 +58,10 @@ def gradient_histogram(pred: Tensor, target: Tensor, weight, bins: int,
         target (Tensor): (N,) index labels or (N, C) targets.
         weight (Tensor | None): (N,) or (N, C) label weights, 0 = ignored.
         bins (int): Number of bins of [0, 1].
-        norm (int): ``GHMC_NORM`` or ``GHMR_NORM``.
+        norm (tl.constexpr): ``GHMC_NORM`` or ``GHMR_NORM``.
         mu (float): ASL1 parameter of GHM-R.
         return_index (bool): Also return each element's bin, as
-            ``functional.bin_index`` does (``bins`` for ignored elements).
+            ``histogram_torch`` does (``bins`` for ignored elements).
 
     Returns:
         Tensor | tuple[Tensor, Tensor]: int64 counts (bins,), and with
@@ -73,7 +75,7 @@ def gradient_histogram(pred: Tensor, target: Tensor, weight, bins: int,
     if els.numel:
         # HIST holds the extra bin of the ignored elements
         launch(_histogram_kernel, els.grid(), els.pred, els.target, els.weight, counts,
-               index, els.numel, els.num_cols, mu, NORM=norm,
+               index, els.numel, els.num_cols, mu, NORM=norm.value,
                TARGET_IS_INDEX=els.target_is_index, WEIGHT_MODE=els.weight_mode,
                BINS=bins, HIST=triton.next_power_of_2(bins + 1), WRITE_INDEX=return_index,
                BLOCK=BLOCK)
