@@ -21,8 +21,7 @@ from mmengine.structures import InstanceData
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import mmdet_ghm  # noqa: E402,F401
-from tests.test_dense_heads.test_ghm_retina_head import (GHM_LOSSES, IMG,  # noqa: E402
-                                                         NUM_CLASSES, head_cfg)
+from tests.helpers import GHM_LOSSES, IMG, NUM_CLASSES, head_cfg  # noqa: E402
 
 register_all_modules()
 IMAGES, CHANNELS = 4, 8

@@ -183,7 +183,7 @@ def compile_for(arch: int):
                 arg.zero_()
 
     with tempfile.TemporaryDirectory() as stub_dir, \
-            dispatch.intercept_launches(compile_launch):
+            dispatch.intercept_launches(compile_launch, build=compile_launch):
         gpu = stand_in_gpu(arch, write_launcher_stub(stub_dir))
         for case, loss, pred, target, weight, reduction in loss_cases():
             pred = pred.clone().requires_grad_()

@@ -9,8 +9,9 @@ on CPU tensors it works only under ``TRITON_INTERPRET=1`` with triton >= 3.0
 (Triton's interpreter, slow, used by the tests; :func:`interpreter_support`).
 ``impl='torch'`` always runs the PyTorch implementation.
 
-Every kernel launch goes through :func:`launch`, so a tool can intercept them
-all (:func:`intercept_launches`): the ahead-of-time compile check and the
+Every kernel launch goes through :func:`launch` and every build ahead of a
+launch through :func:`build`, so a tool can intercept them all
+(:func:`intercept_launches`): the ahead-of-time compile check and the
 no-host-sync test use that.
 """
 import contextlib
@@ -21,7 +22,6 @@ import re
 import warnings
 from typing import Callable, Optional
 
-import torch
 from torch import Tensor
 
 IMPLS = ('auto', 'triton', 'torch')
@@ -37,6 +37,7 @@ MIN_INTERPRETER = (3, 0)
 # runs its PyTorch implementation; None while the kernels work.
 _failure: Optional[str] = None
 _launch_hook: Optional[Callable] = None
+_build_hook: Optional[Callable] = None
 
 
 def triton_available() -> bool:
@@ -127,23 +128,26 @@ def build(kernel, grid, *args, **kwargs) -> None:
     without launching it (``JITFunction.run(warmup=True)``, the same on every
     triton release; the interpreter has nothing to build). A forward builds its
     backward kernel this way, so a compile error is raised in the forward, where
-    the loss can still run its PyTorch implementation. Through the hook of
-    :func:`intercept_launches` where one is set."""
-    if _launch_hook is not None:
-        _launch_hook(kernel, grid, args, kwargs)
+    the loss can still run its PyTorch implementation. Through the ``build``
+    hook of :func:`intercept_launches` where one is set."""
+    if _build_hook is not None:
+        _build_hook(kernel, grid, args, kwargs)
     else:
         kernel.run(*args, grid=grid, warmup=True, **kwargs)
 
 
 @contextlib.contextmanager
-def intercept_launches(hook: Callable):
-    """Calls ``hook(kernel, grid, args, kwargs)`` instead of launching kernels."""
-    global _launch_hook
-    previous, _launch_hook = _launch_hook, hook
+def intercept_launches(hook: Callable, build: Optional[Callable] = None):
+    """Calls ``hook(kernel, grid, args, kwargs)`` instead of launching kernels,
+    and ``build(kernel, grid, args, kwargs)``, where given, instead of building
+    them (:func:`build`)."""
+    global _launch_hook, _build_hook
+    previous = _launch_hook, _build_hook
+    _launch_hook, _build_hook = hook, build
     try:
         yield
     finally:
-        _launch_hook = previous
+        _launch_hook, _build_hook = previous
 
 
 def _give_up_kernels(owner: str, error: Exception) -> None:

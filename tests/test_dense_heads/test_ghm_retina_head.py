@@ -1,5 +1,3 @@
-import copy
-
 import pytest
 import torch
 from mmdet.models.dense_heads import RetinaHead
@@ -7,34 +5,16 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 from mmengine.structures import InstanceData
 
+from ..helpers import GHM_LOSSES, IMG, NUM_CLASSES, head_cfg
+
 
 register_all_modules()
 
-NUM_CLASSES = 4
-IMG = 128
-GHM_LOSSES = dict(loss_cls=dict(type='GHMCLoss', bins=30, momentum=0.75, use_sigmoid=True),
-                  loss_bbox=dict(type='GHMRLoss', mu=0.02, bins=10, momentum=0.7))
 MMDET_GHM_LOSSES = dict(
     loss_cls=dict(type='GHMC', bins=30, momentum=0.75, use_sigmoid=True),
     loss_bbox=dict(type='GHMR', mu=0.02, bins=10, momentum=0.7, loss_weight=10.0))
 FOCAL_LOSSES = dict(loss_cls=dict(type='SigmoidFocalLoss', use_sigmoid=True),
                     loss_bbox=dict(type='L1Loss', loss_weight=1.0))
-
-
-def head_cfg(head_type, losses, **kwargs):
-    return dict(
-        type=head_type, num_classes=NUM_CLASSES, in_channels=8, feat_channels=8,
-        stacked_convs=1,
-        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
-                              scales_per_octave=3, ratios=[0.5, 1.0, 2.0],
-                              strides=[8, 16, 32, 64, 128]),
-        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4,
-                        target_stds=[1.0] * 4),
-        train_cfg=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5,
-                                     neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1),
-                       sampler=dict(type='PseudoSampler'), allowed_border=-1,
-                       pos_weight=-1, debug=False),
-        **copy.deepcopy(losses), **kwargs)
 
 
 def batch(seed):

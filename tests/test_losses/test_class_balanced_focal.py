@@ -1,11 +1,46 @@
+"""ClassBalancedFocalLoss: the effective-number weights, both weightings against the
+authors' formula, the sigmoid and softmax variants, counts and checkpoints, gradients."""
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.autograd import gradcheck
 
 from mmdet_ghm.functional import effective_number_weights
 from mmdet_ghm.losses import ClassBalancedFocalLoss, SigmoidFocalLoss
 
-from ..conftest import BOTH_IMPLS, make_cls_inputs
+from ..helpers import float64_cls_inputs, BOTH_IMPLS, make_cls_inputs
+
+
+def test_effective_number_weights_formula():
+    counts = [1000, 100, 10, 1]
+    beta = 0.99
+    w = effective_number_weights(counts, beta)
+    raw = [(1 - beta) / (1 - beta ** n) for n in counts]
+    expected = torch.tensor([r * 4 / sum(raw) for r in raw])
+    assert torch.allclose(w, expected)
+    assert torch.isclose(w.sum(), torch.tensor(4.0))
+    assert (w[:-1] < w[1:]).all()  # rarer classes weigh more
+
+
+def test_effective_number_limits():
+    counts = [500, 50, 5]
+    assert torch.allclose(effective_number_weights(counts, 0.0), torch.ones(3))
+    inv_freq = torch.tensor([1 / n for n in counts])
+    inv_freq = inv_freq * 3 / inv_freq.sum()
+    assert torch.allclose(effective_number_weights(counts, 1 - 1e-9), inv_freq, rtol=1e-4)
+
+
+@pytest.mark.parametrize('counts,beta,match', [
+    ([10, 0, 3], 0.9, 'class indices \\[1\\]'),
+    ([10, 3], 1.0, 'beta must be in'),
+    ([10, -1], 0.9, 'non-negative integers'),
+    ([10, 2.5], 0.9, 'non-negative integers'),
+    ([], 0.9, 'non-empty'),
+])
+def test_effective_number_rejects_bad_input(counts, beta, match):
+    with pytest.raises(ValueError, match=match):
+        effective_number_weights(counts, beta)
+
 
 COUNTS = [500, 120, 40, 9, 3, 60, 1]
 
@@ -153,3 +188,22 @@ def test_sample_weighting_needs_index_labels():
         loss(torch.randn(4, 2), torch.zeros(4, 2))
     with pytest.raises(ValueError, match="weighting must be one of"):
         ClassBalancedFocalLoss(class_counts=[5, 3], weighting='row')
+
+
+def test_avg_factor_with_sum_raises_for_softmax_class_balanced():
+    pred, labels, weight = make_cls_inputs(num_classes=8)
+    loss = ClassBalancedFocalLoss(class_counts=[50, 20, 5, 1, 8, 9, 10],
+                                  loss_type='softmax')
+    with pytest.raises(ValueError, match='avg_factor can not be used'):
+        loss(pred, labels.clamp(max=7), weight, avg_factor=10.0, reduction_override='sum')
+
+
+def test_gradcheck_class_balanced():
+    pred, labels, weight = float64_cls_inputs()
+    for loss_type in ('focal', 'sigmoid'):
+        loss = ClassBalancedFocalLoss(class_counts=[100, 10, 1], loss_type=loss_type)
+        assert gradcheck(lambda p: loss(p, labels, weight, avg_factor=4.0), (pred, ))
+    softmax = ClassBalancedFocalLoss(class_counts=[100, 10, 1], loss_type='softmax',
+                                     use_sigmoid=False)
+    scores = torch.randn(12, 4, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(lambda p: softmax(p, labels, weight), (scores, ))

@@ -17,8 +17,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mmdet_ghm.losses import GHMCLoss
 from mmdet_ghm.ops import dispatch
 
-from ..conftest import LOSSES as EVERY_LOSS
-from ..conftest import KERNELS, make_cls_inputs, make_reg_inputs
+from ..helpers import LOSSES as EVERY_LOSS
+from ..helpers import KERNELS, make_cls_inputs, make_reg_inputs, one_hot
 
 # Ops whose CUDA implementation reads a tensor back to the host: to size an
 # output (nonzero, masked_select, bincount, unique, repeat_interleave without
@@ -77,7 +77,7 @@ def run_without_data(build_loss, make_inputs, dense_targets=False, kernels=False
     loss = build_loss().to(DEVICE)
     pred, target, weight = (t.to(DEVICE) for t in make_inputs())
     if dense_targets:
-        target = (target[:, None] == torch.arange(pred.shape[1], device=DEVICE)).float()
+        target = one_hot(target, pred.shape[1])
     pred.requires_grad_()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(dispatch, 'is_gpu_tensor', lambda tensor: kernels)

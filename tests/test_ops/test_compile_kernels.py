@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ..conftest import KERNELS
+from ..helpers import KERNELS
 from ..test_tools.conftest import ROOT
 
 pytestmark = KERNELS

@@ -8,7 +8,7 @@ from mmdet_ghm import ops
 from mmdet_ghm.losses import GHMCLoss, GHMRLoss, SigmoidFocalLoss
 from mmdet_ghm.ops import dispatch
 
-from ..conftest import KERNELS, LOSSES, RUNS_KERNELS, make_cls_inputs
+from ..helpers import KERNELS, LOSSES, RUNS_KERNELS, make_cls_inputs
 
 FAKE_CUDA = types.SimpleNamespace(is_cuda=True, device='cuda:0')
 
@@ -102,13 +102,21 @@ def test_support_is_decided_once(monkeypatch, fresh_dispatch):
 
 
 def failing_launch(kernel_names):
-    """A launch hook that fails like a compile error for the named kernels and
-    runs the others (in the interpreter here)."""
-    def launch(kernel, grid, args, kwargs):
+    """Launch and build hooks (``intercept_launches(*failing_launch(...))``) that
+    fail like a compile error for the named kernels and run (or build) the others
+    (in the interpreter here)."""
+    def fail(kernel):
         if kernel.fn.__name__ in kernel_names:
             raise RuntimeError(f'PassManager::run failed (simulated, {kernel.fn.__name__})')
+
+    def launch(kernel, grid, args, kwargs):
+        fail(kernel)
         kernel[grid](*args, **kwargs)
-    return launch
+
+    def build(kernel, grid, args, kwargs):
+        fail(kernel)
+        kernel.run(*args, grid=grid, warmup=True, **kwargs)
+    return launch, build
 
 
 def forward_backward(loss, pred, *args):
@@ -130,7 +138,7 @@ def test_compile_failure_warns_once_and_training_goes_on(cpu_as_gpu, name, faili
     build, make_inputs = LOSSES[name]
     kernels = [k for k in ALL_KERNELS if failing in k or failing == 'forward']
     auto, twin = build('auto'), build('torch')
-    with dispatch.intercept_launches(failing_launch(kernels)), \
+    with dispatch.intercept_launches(*failing_launch(kernels)), \
             warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         for step in range(3):  # the first fails over, the others run the twin
@@ -155,7 +163,7 @@ def test_ghmc_loss_kernel_failure_after_histogram_counts_once(cpu_as_gpu):
     twin must reuse those weights, not update the EMA a second time."""
     auto, twin = GHMCLoss(impl='auto'), GHMCLoss(impl='torch')
     pred, labels, weight = make_cls_inputs()
-    with dispatch.intercept_launches(failing_launch(['_ghmc_forward_kernel'])), \
+    with dispatch.intercept_launches(*failing_launch(['_ghmc_forward_kernel'])), \
             pytest.warns(RuntimeWarning, match='_ghmc_forward_kernel'):
         value, grad = forward_backward(auto, pred, labels, weight)
     ref_value, ref_grad = forward_backward(twin, pred, labels, weight)
@@ -167,7 +175,7 @@ def test_ghmc_loss_kernel_failure_after_histogram_counts_once(cpu_as_gpu):
 @KERNELS
 def test_impl_triton_fails_loudly(cpu_as_gpu):
     pred, labels, weight = make_cls_inputs()
-    with dispatch.intercept_launches(failing_launch(ALL_KERNELS)), \
+    with dispatch.intercept_launches(*failing_launch(ALL_KERNELS)), \
             pytest.raises(RuntimeError, match='simulated'):
         GHMCLoss(impl='triton')(pred, labels, weight)
     assert dispatch._failure is None

@@ -1,8 +1,7 @@
-"""Every Triton kernel against its PyTorch twin (interpreter on the CPU here)."""
+"""Every Triton kernel against its PyTorch implementation (interpreter on the CPU here)."""
 import pytest
 import torch
 
-from mmdet_ghm import ops
 from mmdet_ghm.functional import bin_index
 from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
                               SigmoidFocalLoss, ghm_r)
@@ -10,7 +9,8 @@ from mmdet_ghm.ops import dispatch, histogram_triton, triton_common
 from mmdet_ghm.ops.histogram_torch import bin_counts, ghmc_bins
 from mmdet_ghm.ops.inputs import ClassificationInputs
 
-from ..conftest import RUNS_KERNELS, make_cls_inputs, make_reg_inputs
+from ..helpers import (RUNS_KERNELS, loss_and_grad, make_cls_inputs, make_reg_inputs,
+                       one_hot)
 
 pytestmark = RUNS_KERNELS
 
@@ -35,15 +35,7 @@ def cls_case(case, dtype=torch.float32, seed=0):
 
 
 def dense(pred, labels, weight):
-    one_hot = (labels[:, None] == torch.arange(pred.shape[1], device=DEVICE)).float()
-    return one_hot, weight[:, None].expand_as(pred).contiguous()
-
-
-def run(loss_fn, pred, *args, **kwargs):
-    pred = pred.clone().requires_grad_()
-    loss = loss_fn(pred, *args, **kwargs)
-    loss.backward(torch.ones_like(loss))
-    return loss.detach(), pred.grad
+    return one_hot(labels, pred.shape[1]), weight[:, None].expand_as(pred).contiguous()
 
 
 BLOCK_HISTOGRAMS = {'tl.histogram': triton_common._tl_histogram,
@@ -98,8 +90,8 @@ def test_ghmc_triton_equals_torch(case, dtype):
     torch_loss = GHMCLoss(impl='torch').to(DEVICE)
     for call in range(3):  # successive calls: the EMA path
         pred, labels, weight = cls_case(case, dtype, seed=call)
-        loss, grad = run(triton_loss, pred, labels, weight)
-        ref_loss, ref_grad = run(torch_loss, pred, labels, weight)
+        loss, grad = loss_and_grad(triton_loss, pred, labels, weight)
+        ref_loss, ref_grad = loss_and_grad(torch_loss, pred, labels, weight)
         assert loss.dtype == torch.float32 and grad.dtype == dtype
         torch.testing.assert_close(loss, ref_loss, **TOL[torch.float32])
         torch.testing.assert_close(grad, ref_grad, **TOL[dtype])
@@ -112,8 +104,8 @@ def test_ghmc_triton_reductions_and_dense_targets(reduction):
     pred, labels, weight = cls_case('index labels, row weights')
     one_hot, dense_weight = dense(pred, labels, weight)
     args = (one_hot, dense_weight)
-    loss, grad = run(GHMCLoss(impl='triton', reduction=reduction).to(DEVICE), pred, *args)
-    ref_loss, ref_grad = run(GHMCLoss(impl='torch', reduction=reduction).to(DEVICE),
+    loss, grad = loss_and_grad(GHMCLoss(impl='triton', reduction=reduction).to(DEVICE), pred, *args)
+    ref_loss, ref_grad = loss_and_grad(GHMCLoss(impl='torch', reduction=reduction).to(DEVICE),
                              pred, *args)
     torch.testing.assert_close(loss, ref_loss)
     torch.testing.assert_close(grad, ref_grad)
@@ -129,8 +121,8 @@ def test_ghmr_triton_equals_torch(monkeypatch, pos_frac, rows):
     for call in range(3):
         pred, target, weight = [t.to(DEVICE) for t in make_reg_inputs(
             num_anchors=301, seed=call, pos_frac=pos_frac)]
-        loss, grad = run(triton_loss, pred, target, weight)
-        ref_loss, ref_grad = run(torch_loss, pred, target, weight)
+        loss, grad = loss_and_grad(triton_loss, pred, target, weight)
+        ref_loss, ref_grad = loss_and_grad(torch_loss, pred, target, weight)
         torch.testing.assert_close(loss, ref_loss)
         torch.testing.assert_close(grad, ref_grad)
         torch.testing.assert_close(triton_loss.density.acc_sum,
@@ -155,8 +147,8 @@ def test_focal_triton_equals_torch(config, case, reduction):
     fused = SigmoidFocalLoss(impl='triton', **kwargs).to(DEVICE)
     twin = SigmoidFocalLoss(impl='torch', **kwargs).to(DEVICE)
     for args in ((labels, weight), dense(pred, labels, weight)):
-        loss, grad = run(fused, pred, *args, avg_factor=11.0)
-        ref_loss, ref_grad = run(twin, pred, *args, avg_factor=11.0)
+        loss, grad = loss_and_grad(fused, pred, *args, avg_factor=11.0)
+        ref_loss, ref_grad = loss_and_grad(twin, pred, *args, avg_factor=11.0)
         torch.testing.assert_close(loss, ref_loss)
         torch.testing.assert_close(grad, ref_grad)
 
@@ -165,9 +157,9 @@ def test_focal_triton_soft_targets_and_extreme_logits():
     pred = torch.tensor([[-100.0, 100.0, -100.0, 100.0, 0.0, 3.0]] * 3, device=DEVICE)
     soft = torch.tensor([[0.0, 1.0, 1.0, 0.0, 0.5, 0.2]] * 3, device=DEVICE)
     for gamma in (0.2, 2.0):
-        loss, grad = run(SigmoidFocalLoss(gamma=gamma, impl='triton', reduction='none'),
+        loss, grad = loss_and_grad(SigmoidFocalLoss(gamma=gamma, impl='triton', reduction='none'),
                          pred, soft)
-        ref_loss, ref_grad = run(SigmoidFocalLoss(gamma=gamma, impl='torch',
+        ref_loss, ref_grad = loss_and_grad(SigmoidFocalLoss(gamma=gamma, impl='torch',
                                                   reduction='none'), pred, soft)
         assert torch.isfinite(grad).all()
         torch.testing.assert_close(loss, ref_loss)
@@ -177,8 +169,8 @@ def test_focal_triton_soft_targets_and_extreme_logits():
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_focal_triton_half_inputs(dtype):
     pred, labels, weight = cls_case('index labels, row weights', dtype)
-    loss, grad = run(SigmoidFocalLoss(impl='triton'), pred, labels, weight)
-    ref_loss, ref_grad = run(SigmoidFocalLoss(impl='torch'), pred, labels, weight)
+    loss, grad = loss_and_grad(SigmoidFocalLoss(impl='triton'), pred, labels, weight)
+    ref_loss, ref_grad = loss_and_grad(SigmoidFocalLoss(impl='torch'), pred, labels, weight)
     assert grad.dtype == dtype
     torch.testing.assert_close(loss, ref_loss)
     torch.testing.assert_close(grad, ref_grad, **TOL[dtype])
@@ -192,8 +184,8 @@ def test_class_balanced_triton_equals_torch(loss_type):
                                    impl='triton').to(DEVICE)
     twin = ClassBalancedFocalLoss(class_counts=counts, loss_type=loss_type,
                                   impl='torch').to(DEVICE)
-    loss, grad = run(fused, pred, labels, weight, avg_factor=20.0)
-    ref_loss, ref_grad = run(twin, pred, labels, weight, avg_factor=20.0)
+    loss, grad = loss_and_grad(fused, pred, labels, weight, avg_factor=20.0)
+    ref_loss, ref_grad = loss_and_grad(twin, pred, labels, weight, avg_factor=20.0)
     torch.testing.assert_close(loss, ref_loss)
     torch.testing.assert_close(grad, ref_grad)
 
@@ -207,6 +199,6 @@ def test_ghmc_kernel_path_builds_no_twin_inputs(monkeypatch):
     pred, labels, weight = cls_case('index labels, row weights')
     one_hot, dense_weight = dense(pred, labels, weight)
     for args in ((labels, weight), (one_hot, dense_weight)):
-        run(GHMCLoss(impl='triton').to(DEVICE), pred, *args)
+        loss_and_grad(GHMCLoss(impl='triton').to(DEVICE), pred, *args)
     with pytest.raises(AssertionError, match='twin inputs were built'):
-        run(GHMCLoss(impl='torch'), pred, labels, weight)
+        loss_and_grad(GHMCLoss(impl='torch'), pred, labels, weight)

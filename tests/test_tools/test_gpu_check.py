@@ -5,7 +5,7 @@ import pytest
 import torch
 
 
-from ..conftest import RUNS_KERNELS
+from ..helpers import RUNS_KERNELS
 from .conftest import load_tool
 
 pytestmark = RUNS_KERNELS

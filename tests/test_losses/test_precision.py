@@ -6,20 +6,17 @@ to fp32 exactly, so the only differences allowed are the order of fp32 sums
 reductions keep the gradients of order 1, so the tolerances below, derived
 from each format's epsilon, catch a gradient that is zeroed, scaled or
 computed in half precision.
+
+
+And under autocast: fp32 statistics, finite results.
 """
 import pytest
 import torch
 
-from ..conftest import BOTH_IMPLS, LOSSES
+from ..helpers import BOTH_IMPLS, CLS_LOSSES, LOSSES, loss_and_grad, make_cls_inputs
+
 
 SUM_RTOL = 64 * torch.finfo(torch.float32).eps  # fp32 sums in another order
-
-
-def loss_and_grad(loss, pred, target, weight):
-    pred = pred.clone().requires_grad_()
-    value = loss(pred, target, weight, reduction_override='sum')
-    value.backward()
-    return value.detach(), pred.grad
 
 
 @pytest.mark.parametrize('name', LOSSES)
@@ -28,8 +25,9 @@ def loss_and_grad(loss, pred, target, weight):
 def test_half_inputs_equal_fp32_inputs_of_the_same_values(name, impl, dtype):
     build, make_inputs = LOSSES[name]
     pred, target, weight = make_inputs(dtype=dtype)
-    half_loss, half_grad = loss_and_grad(build(impl), pred, target, weight)
-    ref_loss, ref_grad = loss_and_grad(build(impl), pred.float(), target, weight)
+    half_loss, half_grad = loss_and_grad(build(impl), pred, target, weight, reduction_override='sum')
+    ref_loss, ref_grad = loss_and_grad(build(impl), pred.float(), target, weight,
+                                       reduction_override='sum')
     assert half_loss.dtype == torch.float32 and half_grad.dtype == dtype
     torch.testing.assert_close(half_loss, ref_loss, rtol=SUM_RTOL, atol=0)
     # one rounding of the fp32 gradient to the half format
@@ -57,9 +55,10 @@ def test_half_cpu_inputs_where_torch_has_no_half_aminmax(no_half_aminmax_on_cpu,
     build, make_inputs = LOSSES[name]
     pred, target, weight = make_inputs(dtype=torch.float16)
     weight = weight.half()
-    value, _ = loss_and_grad(build('torch'), pred, target, weight)
+    value, _ = loss_and_grad(build('torch'), pred, target, weight, reduction_override='sum')
     ref_value, _ = loss_and_grad(build('torch'), pred.float(), target.float()
-                                 if target.is_floating_point() else target, weight.float())
+                                 if target.is_floating_point() else target, weight.float(),
+                                 reduction_override='sum')
     torch.testing.assert_close(value, ref_value, rtol=SUM_RTOL, atol=0)
     # the checks still read the fp16 values
     for arg in ('pred', 'weight'):
@@ -67,3 +66,18 @@ def test_half_cpu_inputs_where_torch_has_no_half_aminmax(no_half_aminmax_on_cpu,
         bad[arg].view(-1)[0] = float('nan')
         with pytest.raises(RuntimeError, match='NaN'):
             build('torch')(bad['pred'], target, bad['weight'])
+
+
+@pytest.mark.parametrize('make_loss', CLS_LOSSES.values())
+def test_cpu_bf16_autocast(make_loss):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 7)
+    features = torch.randn(300, 16) * 4
+    _, labels, weight = make_cls_inputs(num_anchors=300)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        logits = layer(features)
+        assert logits.dtype == torch.bfloat16
+        loss = make_loss()(logits, labels, weight, avg_factor=20.0)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(layer.weight.grad).all() and layer.weight.grad.abs().sum() > 0

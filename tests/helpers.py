@@ -1,0 +1,120 @@
+"""What the tests share: inputs like RetinaHead passes them, our losses, a loss
+with its gradient, and the markers of tests that need the kernels."""
+import copy
+
+import pytest
+import torch
+from hypothesis import settings
+
+# What a test needs of the installed triton, asked of it at collection (conftest
+# skips a test without what it needs, with the reason):
+# - kernels: a triton that builds the kernels (ops.kernel_support());
+# - runs_kernels: the kernels really run: on a GPU, or on the CPU in an
+#   interpreter that can run them (ops.interpreter_support(): triton >= 3.0).
+KERNELS = pytest.mark.kernels
+RUNS_KERNELS = pytest.mark.runs_kernels
+# impl values of a test that runs both implementations
+BOTH_IMPLS = ['torch', pytest.param('triton', marks=RUNS_KERNELS)]
+
+
+def make_cls_inputs(num_anchors=200, num_classes=7, seed=0, scale=3.0,
+                    pos_frac=0.1, ignore_frac=0.1, dtype=torch.float32):
+    """Random logits, index labels with background (= C) and (N,) label weights
+    with some ignored anchors, like RetinaHead passes them."""
+    gen = torch.Generator().manual_seed(seed)
+    pred = (torch.randn(num_anchors, num_classes, generator=gen) * scale).to(dtype)
+    labels = torch.full((num_anchors, ), num_classes, dtype=torch.long)
+    pos = torch.rand(num_anchors, generator=gen) < pos_frac
+    labels[pos] = torch.randint(0, num_classes, (int(pos.sum()), ), generator=gen)
+    weight = (torch.rand(num_anchors, generator=gen) >= ignore_frac).float()
+    return pred, labels, weight
+
+
+def make_reg_inputs(num_anchors=100, seed=0, pos_frac=0.3, dtype=torch.float32):
+    """Random box deltas, targets and (N, 4) weights: 1 for positives."""
+    gen = torch.Generator().manual_seed(seed)
+    pred = (torch.randn(num_anchors, 4, generator=gen) * 0.2).to(dtype)
+    target = (torch.randn(num_anchors, 4, generator=gen) * 0.2).to(dtype)
+    pos = (torch.rand(num_anchors, generator=gen) < pos_frac).float()
+    return pred, target, pos.unsqueeze(1).expand(-1, 4).contiguous()
+
+
+# The same 40 examples on every machine and every run (derandomize, no example
+# database), and no deadline: the verdict must not depend on the machine's speed or
+# on what an earlier run found.
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None)
+
+
+def float64_cls_inputs():
+    """Small fp64 classification inputs for ``torch.autograd.gradcheck``: 12
+    anchors, 3 classes, the logits requiring grad."""
+    pred, labels, weight = make_cls_inputs(num_anchors=12, num_classes=3, seed=5,
+                                           pos_frac=0.4, dtype=torch.float64)
+    return pred.requires_grad_(), labels, weight.double()
+
+
+def ramp_like(loss):
+    """0.5 to 1.5 over the elements of ``loss``: back-propagated, it compares
+    'none' losses element by element in the gradient."""
+    return torch.linspace(0.5, 1.5, loss.numel()).view(loss.shape)
+
+
+def one_hot(labels, num_classes):
+    """(N,) labels in [0, C] as (N, C) fp32 one-hot targets; C (background) all 0."""
+    return (labels[:, None] == torch.arange(num_classes, device=labels.device)).float()
+
+
+def loss_and_grad(loss_fn, pred, *args, grad_out=torch.ones_like, calls=1, **kwargs):
+    """The loss and the gradient of ``pred`` of the last of ``calls`` calls (a GHM
+    loss's moving average sees the earlier ones), back-propagating
+    ``grad_out(loss)``."""
+    for _ in range(calls):
+        x = pred.detach().clone().requires_grad_()
+        loss = loss_fn(x, *args, **kwargs)
+        loss.backward(grad_out(loss))
+    return loss.detach(), x.grad
+
+
+COUNTS = [90, 30, 10, 5, 3, 2, 1]  # class counts of ClassBalancedFocalLoss for 7 classes
+
+
+def _losses():
+    from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
+                                  SigmoidFocalLoss)
+    return {
+        'GHMCLoss': (lambda impl='auto': GHMCLoss(impl=impl), make_cls_inputs),
+        'GHMRLoss': (lambda impl='auto': GHMRLoss(impl=impl), make_reg_inputs),
+        'SigmoidFocalLoss': (lambda impl='auto': SigmoidFocalLoss(impl=impl),
+                             make_cls_inputs),
+        'ClassBalancedFocalLoss': (lambda impl='auto': ClassBalancedFocalLoss(
+            class_counts=COUNTS, impl=impl), make_cls_inputs),
+    }
+
+
+# {name: (build(impl) -> loss, make_inputs)} of our four losses
+LOSSES = _losses()
+CLS_LOSSES = {name: build for name, (build, make) in LOSSES.items()
+              if make is make_cls_inputs}
+
+
+# A small RetinaHead of our GHM losses, as the head tests and the DDP script build it
+NUM_CLASSES = 4  # of the head
+IMG = 128
+GHM_LOSSES = dict(loss_cls=dict(type='GHMCLoss', bins=30, momentum=0.75, use_sigmoid=True),
+                  loss_bbox=dict(type='GHMRLoss', mu=0.02, bins=10, momentum=0.7))
+
+
+def head_cfg(head_type, losses, **kwargs):
+    return dict(
+        type=head_type, num_classes=NUM_CLASSES, in_channels=8, feat_channels=8,
+        stacked_convs=1,
+        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
+                              scales_per_octave=3, ratios=[0.5, 1.0, 2.0],
+                              strides=[8, 16, 32, 64, 128]),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4,
+                        target_stds=[1.0] * 4),
+        train_cfg=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5,
+                                     neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1),
+                       sampler=dict(type='PseudoSampler'), allowed_border=-1,
+                       pos_weight=-1, debug=False),
+        **copy.deepcopy(losses), **kwargs)
