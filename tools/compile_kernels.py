@@ -15,7 +15,7 @@ after it (indexing by bin) runs on defined values.
 
 Prints one line per kernel and target, and exits 1 if any specialisation
 failed to compile. With a triton the kernels do not support it says which
-(the losses then run their PyTorch twin) and exits 0. Run it with
+(the losses then run their PyTorch implementation) and exits 0. Run it with
 TRITON_INTERPRET unset; `make compat` runs it for each triton release.
 """
 import argparse
@@ -217,7 +217,7 @@ def main(argv=None):
     start = time.perf_counter()
     if reason is not None:
         result.update(status='twin', reason=reason)
-        print(f'triton {triton.__version__}: the losses run their PyTorch twin '
+        print(f'triton {triton.__version__}: the losses run their PyTorch implementation '
               f'({reason}).')
     else:
         # one process per target: compiling is CPU bound

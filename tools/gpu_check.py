@@ -1,6 +1,6 @@
 """Checks the Triton kernels on your GPU in under a minute.
 
-For every loss, ``impl='triton'`` against ``impl='torch'`` (the PyTorch twin) on
+For every loss, ``impl='triton'`` against ``impl='torch'`` (the PyTorch implementation) on
 the same COCO-sized batch (401,400 anchors x 80 classes): loss values,
 gradients and, for GHM, the EMA histogram after three steps, both run under
 ``torch.cuda.set_sync_debug_mode('error')`` (any host-device sync raises).
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_losses import NUM_CLASSES, SIZES, fused_bytes, make_inputs  # noqa: E402
 
-# Differences between the kernels and the twin come from summation order and
+# Differences between the kernels and the PyTorch implementation come from summation order and
 # from elements whose gradient norm lies within an ulp of a bin edge (a fast
 # GPU sigmoid may bin them one way, torch the other). Relative L2 errors of a
 # few hundred fp32 ulps allow both and catch any wrong weight or formula.
@@ -190,7 +190,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print('gpu_check: no CUDA GPU here, nothing to check (the losses run their '
-              'PyTorch twin on the CPU).')
+              'PyTorch implementation on the CPU).')
         return 0
     import triton
 
@@ -200,7 +200,7 @@ def main(argv=None):
     reason = ops.kernel_support()
     if reason is not None:
         print(f'gpu_check: the kernels do not run here ({reason}); the losses use '
-              'their PyTorch twin.')
+              'their PyTorch implementation.')
         return 0
     return check(torch.device('cuda'), args.anchors)
 
