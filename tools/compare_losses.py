@@ -255,6 +255,8 @@ def per_run_table(results: dict, tags: list) -> str:
     if unknown:
         raise SystemExit(f'compare_losses: no finished runs of {", ".join(unknown)}; '
                          f'the stored tags are {", ".join(results) or "none"}.')
+    if results_dataset({t: results[t] for t in tags}) == 'lvis':
+        return lvis_per_run_table(results, tags)
     names = ('loss_bbox/last_bin_share', 'loss_bbox/max_weight', 'loss_cls/max_weight',
              'grad_norm')
     lines = ['| variant | seed | bbox mAP | AP75 | final loss_bbox | ' + ' | '.join(names)
@@ -268,6 +270,21 @@ def per_run_table(results: dict, tags: list) -> str:
             cells = [f'{signals[n]:.3g}' if n in signals else '' for n in names]
             lines.append(f'| {tag} | {run["seed"]} | {run["mAP"]:.3f} | {run["AP75"]:.3f} | '
                          f'{run.get("loss_bbox", math.nan):.3f} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def lvis_per_run_table(results: dict, tags: list) -> str:
+    """One row per run of the LVIS toy set: AP, APr, APc, APf, final losses."""
+    lines = ['| variant | seed | bbox AP | APr | APc | APf | final loss_cls | final loss_bbox |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|']
+    for tag in tags:
+        for run in results[tag]['runs']:
+            if run['diverged']:
+                lines.append(f'| {tag} | {run["seed"]} | diverged: {run.get("error")} |')
+                continue
+            lines.append(f'| {tag} | {run["seed"]} | ' + ' | '.join(
+                f'{run[m]:.3f}' for m in ('mAP', 'APr', 'APc', 'APf')) + ' | ' + ' | '.join(
+                f'{run.get(k, math.nan):.3f}' for k in ('loss_cls', 'loss_bbox')) + ' |')
     return '\n'.join(lines)
 
 

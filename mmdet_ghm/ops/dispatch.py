@@ -132,15 +132,15 @@ def build(kernel, grid, *args, **kwargs) -> None:
     hook of :func:`intercept_launches` where one is set."""
     if _build_hook is not None:
         _build_hook(kernel, grid, args, kwargs)
-    else:
+    elif _launch_hook is None:
         kernel.run(*args, grid=grid, warmup=True, **kwargs)
 
 
 @contextlib.contextmanager
 def intercept_launches(hook: Callable, build: Optional[Callable] = None):
     """Calls ``hook(kernel, grid, args, kwargs)`` instead of launching kernels,
-    and ``build(kernel, grid, args, kwargs)``, where given, instead of building
-    them (:func:`build`)."""
+    and ``build(kernel, grid, args, kwargs)`` instead of building them
+    (:func:`build`); without ``build`` nothing is built meanwhile."""
     global _launch_hook, _build_hook
     previous = _launch_hook, _build_hook
     _launch_hook, _build_hook = hook, build
