@@ -1,18 +1,25 @@
-"""The toy tables (docs/ghm_on_small_data.md, summarised in the README) are the
-ones docs/toy_results.json (every run's numbers) gives, so the numbers a user
-reads are the measured ones."""
+"""The toy tables (docs/ghm_on_small_data.md and docs/long_tail.md, summarised in
+the README) are the ones docs/toy_results.json and docs/toy_lvis_results.json (every
+run's numbers) give, so the numbers a user reads are the measured ones."""
 import json
 import os.path as osp
+
+import pytest
 
 from .test_tools.conftest import ROOT, load_tool
 
 compare_losses = load_tool('compare_losses')
 
 
-def test_every_measured_row_is_in_the_toy_study_as_measured():
-    with open(osp.join(ROOT, 'docs', 'toy_results.json')) as f:
+@pytest.mark.parametrize('results_file, page, least_runs_shown', [
+    ('toy_results.json', 'ghm_on_small_data.md', 12),  # ghm, ghm_batch, ghm_mu0.2, focal
+    ('toy_lvis_results.json', 'long_tail.md', 30),  # every run of the long-tail study
+])
+def test_every_measured_row_is_in_the_toy_study_as_measured(results_file, page,
+                                                            least_runs_shown):
+    with open(osp.join(ROOT, 'docs', results_file)) as f:
         results = json.load(f)
-    with open(osp.join(ROOT, 'docs', 'ghm_on_small_data.md')) as f:
+    with open(osp.join(ROOT, 'docs', page)) as f:
         lines = f.read().splitlines()
     shown_runs = 0
     for tag, entry in results.items():
@@ -25,7 +32,7 @@ def test_every_measured_row_is_in_the_toy_study_as_measured():
             shown = [line for line in lines if line.startswith(f'| {tag} | {run["seed"]} |')]
             assert shown in ([], [row]), (shown, row)
             shown_runs += bool(shown)
-    assert shown_runs >= 12  # the diagnosis table: ghm, ghm_batch, ghm_mu0.2, focal
+    assert shown_runs >= least_runs_shown
 
 
 def test_the_demo_row_is_measured():

@@ -125,16 +125,20 @@ def test_wrong_number_of_classes():
         loss(pred, labels)
 
 
-def authors_cb_loss(logits, labels, counts, beta, gamma, loss_type):
+def authors_cb_loss(logits, labels, counts, beta, gamma, loss_type, per_column=False):
     """The CB-loss authors' convention as their PyTorch ports write it
     (vandit15/Class-balanced-loss-pytorch): every column of a sample weighted by
-    its own class's w_y, no background, focal normalised by the positives."""
+    its own class's w_y, no background, focal normalised by the positives. With
+    ``per_column`` their code with one change: class column c weighted by w_c."""
     num_classes = logits.shape[1]
     effective_num = 1.0 - torch.pow(beta, torch.tensor(counts, dtype=torch.float64))
     weights = (1.0 - beta) / effective_num
     weights = weights / weights.sum() * num_classes
     one_hot = torch.nn.functional.one_hot(labels, num_classes).to(logits.dtype)
-    weights = (weights[None, :] * one_hot).sum(1, keepdim=True).expand(-1, num_classes)
+    if per_column:
+        weights = weights[None, :].expand(len(labels), -1)
+    else:
+        weights = (weights[None, :] * one_hot).sum(1, keepdim=True).expand(-1, num_classes)
     if loss_type == 'sigmoid':
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, one_hot,
                                                                     weight=weights)
@@ -168,6 +172,27 @@ def test_sample_weighting_is_the_authors_formula(impl, beta, loss_type, gamma):
                                     loss_type=loss_type, impl=impl)
     assert not torch.allclose(column(logits.to(dtype), labels, avg_factor=avg_factor).double(),
                               expected, rtol=1e-3)
+
+
+@pytest.mark.parametrize('impl', BOTH_IMPLS)
+@pytest.mark.parametrize('beta', [0.9, 0.999, 0.9999])
+@pytest.mark.parametrize('loss_type, gamma', [('focal', 0.5), ('focal', 2.0),
+                                              ('sigmoid', None)])
+def test_class_weighting_is_the_authors_formula_per_column(impl, beta, loss_type, gamma):
+    """The default convention: the authors' code with w_c on class column c."""
+    counts = [400, 120, 30, 8, 2]
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(300, 5, generator=gen, dtype=torch.float64) * 3
+    labels = torch.randint(0, 5, (300, ), generator=gen)
+    expected = authors_cb_loss(logits, labels, counts, beta, gamma or 0.0, loss_type,
+                               per_column=True)
+    loss = ClassBalancedFocalLoss(class_counts=counts, beta=beta, gamma=gamma,
+                                  loss_type=loss_type, impl=impl)
+    avg_factor = float(len(labels)) if loss_type == 'focal' else None
+    dtype = torch.float64 if impl == 'torch' else torch.float32  # kernels compute in fp32
+    got = loss(logits.to(dtype), labels, avg_factor=avg_factor)
+    eps = torch.finfo(torch.float32).eps  # the class weights are fp32 on both
+    torch.testing.assert_close(got.double(), expected, rtol=256 * eps, atol=0)
 
 
 def test_sample_weighting_gives_background_the_mean_class_weight():
