@@ -106,7 +106,8 @@ def final_metrics(work_dir: str, iters: int, dataset: str = 'coco') -> dict:
         with open(osp.join(work_dir, 'train.out')) as f:
             detected_nothing = NO_DETECTIONS in f.read()
         if not (detected_nothing and trained and trained[-1]['step'] == iters):
-            raise RuntimeError(f'{work_dir}: the log has no {first_key} result')
+            metric_name = 'CocoMetric' if dataset == 'coco' else 'LVISMetric'
+            raise RuntimeError(f'{work_dir}: the log has no {metric_name} result')
         result = dict(AP50=0.0, **{m: 0.0 for m in DATASET_METRICS[dataset]},
                       no_detections=True)
     if trained:

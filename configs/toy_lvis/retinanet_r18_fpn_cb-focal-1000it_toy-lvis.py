@@ -1,5 +1,7 @@
 # Class-balanced focal loss; the class counts come from the training annotations
 # (ClassCountsHook, which counts each annotation once under ClassBalancedDataset).
+# The base of the long-tail study (docs/long_tail.md): its other settings are
+# --cfg-options of this config, on file in docs/toy_lvis_results.json.
 _base_ = './_base_/retinanet_toy_lvis.py'
 
 model = dict(
