@@ -70,11 +70,10 @@ class GradientDensity(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.acc_sum.copy_(acc_sum)
-            self._record(counts, weights, tot)
+                self._record(counts, weights, tot)
         normaliser = tot.clamp(min=1)
         return weights, normaliser if world_size == 1 else normaliser / world_size
 
-    @torch.no_grad()
     def _record(self, counts: Tensor, weights: Tensor, tot: Tensor) -> None:
         """Keeps what DensityLoggerHook logs of a training call, on the device:
         the counts and weights applied (a call without valid elements, an FPN

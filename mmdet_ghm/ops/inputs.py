@@ -110,7 +110,7 @@ def check_weight(loss_name: str, weight: Optional[Tensor],
     return expanded
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(eq=False)
 class ClassificationInputs:
     """Checked arguments of a sigmoid classification loss (see
     :func:`classification_inputs`).
@@ -239,8 +239,7 @@ class FocalCoefficients(NamedTuple):
         return tuple(c.to(dtype) if isinstance(c, Tensor) else c for c in (neg, pos))
 
 
-@dataclasses.dataclass(frozen=True)
-class RegressionInputs:
+class RegressionInputs(NamedTuple):
     """Checked arguments of GHM-R (see :func:`regression_inputs`), as (M, k) rows.
 
     Attributes:
