@@ -32,7 +32,7 @@ class Elements(NamedTuple):
         return self.pred.numel()
 
     def grid(self):
-        return (triton.cdiv(max(self.numel, 1), BLOCK), )
+        return elements_grid(self.pred)
 
 
 def placeholders(pred: Tensor):
@@ -45,8 +45,9 @@ def placeholders(pred: Tensor):
 
 
 def elements_grid(pred: Tensor):
-    """The grid of a kernel over the elements of ``pred``."""
-    return (triton.cdiv(pred.numel(), BLOCK), )
+    """The grid of a kernel over the elements of ``pred``: one block per BLOCK
+    elements, at least one (so that ``block_partials`` has a slot)."""
+    return (triton.cdiv(max(pred.numel(), 1), BLOCK), )
 
 
 def elements(pred: Tensor, target: Tensor, weight) -> Elements:
