@@ -31,12 +31,9 @@ import time
 
 import torch
 import torch.nn.functional as F
-from mmdet.models.losses import (GHMC, GHMR, CrossEntropyLoss, FocalLoss,
-                                 SmoothL1Loss)
 
-from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
-                              SigmoidFocalLoss)
-
+# mmdet and our losses are imported where they are used (cases()): what
+# tools/gpu_check.py takes from here needs torch only.
 NUM_CLASSES = 80
 # anchors of a 2-image 800x1333 batch: 9 anchors at strides 8..128
 SIZES = {
@@ -108,6 +105,11 @@ def cases(inp, impl):
     (BCE with one-hot targets) or deltas (smooth L1, all elements, no weights);
     the plain losses are mmdet's sigmoid cross-entropy and smooth L1, with the
     weights and ``avg_factor`` a head passes."""
+    from mmdet.models.losses import (GHMC, GHMR, CrossEntropyLoss, FocalLoss,
+                                     SmoothL1Loss)
+
+    from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
+                                  SigmoidFocalLoss)
     cls = (inp['logits'], (inp['labels'], inp['label_weights']))
     avg = dict(avg_factor=inp['num_pos'])
     counts = [1000 * (k + 1) for k in range(NUM_CLASSES)]
