@@ -1,29 +1,39 @@
-"""Checks the Triton kernels on your GPU in under a minute.
+"""Checks the Triton kernels on a CUDA GPU in about a minute, with only torch and triton.
 
 For every loss, ``impl='triton'`` against ``impl='torch'`` (the PyTorch implementation) on
 the same COCO-sized batch (401,400 anchors x 80 classes): loss values,
 gradients and, for GHM, the EMA histogram after three steps, both run under
 ``torch.cuda.set_sync_debug_mode('error')`` (any host-device sync raises).
-Then forward + backward times against mmdet's GHMC / GHMR / FocalLoss and
-plain BCE with logits, with the achieved memory bandwidth (the bytes the fused
-kernels must move, see docs/kernels.md, over the time) and its share of the
-device's peak. Prints one table; exits 1 on a mismatch or a sync.
+Then forward + backward times against plain BCE with logits and, where mmdet
+imports, mmdet's GHMC / GHMR / FocalLoss, with the achieved memory bandwidth
+(the bytes the fused kernels must move, see docs/kernels.md, over the time) and
+its share of the device's peak. Prints one table; exits 1 on a mismatch, a sync
+or a loss of ours that fails to run, 0 otherwise.
 
-    python tools/gpu_check.py            # on a machine with a CUDA GPU
+    python tools/gpu_check.py            # from the repo root; no install needed
 
-Without a GPU it says so and exits 0.
+It needs torch and triton only: without mmdet (as on a bare GPU machine) the
+losses load without mmdet's registry and the mmdet column is skipped. Without a
+GPU it says so and exits 0.
 """
 import argparse
 import contextlib
+import functools
+import importlib
 import statistics
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+TOOLS = Path(__file__).resolve().parent
+ROOT = TOOLS.parent  # this working tree's mmdet_ghm, installed or not
+for _path in (str(ROOT), str(TOOLS)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 from benchmark_losses import NUM_CLASSES, SIZES, fused_bytes, make_inputs  # noqa: E402
 
 # Differences between the kernels and the PyTorch implementation come from summation order and
@@ -32,26 +42,72 @@ from benchmark_losses import NUM_CLASSES, SIZES, fused_bytes, make_inputs  # noq
 # few hundred fp32 ulps allow both and catch any wrong weight or formula.
 RTOL = 256 * torch.finfo(torch.float32).eps
 STEPS = 3  # calls per impl, so the EMA sees more than one batch
+REPEAT = 10  # timed forward + backward calls per loss, after two warm-up calls
+
+
+@functools.lru_cache(maxsize=None)
+def load_losses():
+    """``(mmdet_ghm.losses, None)`` where mmdet imports, else ``(losses, why not)``.
+
+    Where mmdet imports this is the package's normal import, which registers
+    every module in mmdet's ``MODELS``. A machine with only torch and triton (the
+    lent GPU machine) has no mmdet, yet ``mmdet_ghm/__init__`` imports the heads
+    and hooks and each loss module imports ``mmdet.registry`` for its decorator.
+    There, in this process only, ``mmdet_ghm`` becomes a bare package (its
+    ``__init__`` is not run) and a stand-in ``mmdet.registry.MODELS`` whose
+    ``register_module()`` returns the class unchanged, so the losses, ``ops``
+    and ``functional`` import as they are. The package itself is unchanged."""
+    try:
+        import mmdet  # noqa: F401
+    except ModuleNotFoundError as error:
+        missing = str(error)
+        print(f'gpu_check: mmdet does not import here ({missing}): the losses load '
+              "without mmdet's registry and the mmdet columns are skipped.")
+        registry = types.ModuleType('mmdet.registry', 'stand-in of tools/gpu_check.py')
+        registry.MODELS = types.SimpleNamespace(
+            register_module=lambda *args, **kwargs: (lambda cls: cls))
+        mmdet = types.ModuleType('mmdet', 'stand-in of tools/gpu_check.py')
+        mmdet.__path__, mmdet.registry = [], registry
+        package = types.ModuleType('mmdet_ghm', 'bare package of tools/gpu_check.py')
+        package.__path__ = [str(ROOT / 'mmdet_ghm')]
+        sys.modules.update({'mmdet': mmdet, 'mmdet.registry': registry})
+        sys.modules.setdefault('mmdet_ghm', package)
+    else:
+        missing = None
+    return importlib.import_module('mmdet_ghm.losses'), missing
 
 
 def loss_cases(inp):
     """(name, group, builder(impl), pred, args, kwargs) of every loss."""
-    from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
-                                  SigmoidFocalLoss)
-
+    losses, _ = load_losses()
     cls = (inp['labels'], inp['label_weights'])
     avg = dict(avg_factor=inp['num_pos'])
     counts = [1000 * (k + 1) for k in range(inp['logits'].shape[1])]
     return [
-        ('GHMCLoss', 'GHM-C', lambda impl: GHMCLoss(impl=impl), inp['logits'], cls, {}),
-        ('GHMRLoss', 'GHM-R', lambda impl: GHMRLoss(impl=impl), inp['deltas'],
+        ('GHMCLoss', 'GHM-C', lambda impl: losses.GHMCLoss(impl=impl), inp['logits'], cls,
+         {}),
+        ('GHMRLoss', 'GHM-R', lambda impl: losses.GHMRLoss(impl=impl), inp['deltas'],
          (inp['box_targets'], inp['box_weights']), {}),
-        ('SigmoidFocalLoss', 'Focal', lambda impl: SigmoidFocalLoss(impl=impl),
+        ('SigmoidFocalLoss', 'Focal', lambda impl: losses.SigmoidFocalLoss(impl=impl),
          inp['logits'], cls, avg),
         ('ClassBalancedFocalLoss', 'CB focal',
-         lambda impl: ClassBalancedFocalLoss(class_counts=counts, impl=impl),
+         lambda impl: losses.ClassBalancedFocalLoss(class_counts=counts, impl=impl),
          inp['logits'], cls, avg),
     ]
+
+
+def mmdet_loss(group):
+    """mmdet's loss of a group, as configured in its GHM / RetinaNet configs."""
+    from mmdet.models.losses import GHMC, GHMR, FocalLoss
+    if group == 'GHM-C':
+        return GHMC(bins=30, momentum=0.75)
+    if group == 'GHM-R':
+        return GHMR(mu=0.02, bins=10, momentum=0.7)
+    return FocalLoss(use_sigmoid=True)
+
+
+def first_line(error):
+    return f'{type(error).__name__}: {error}'.splitlines()[0]
 
 
 def relative_error(actual, expected):
@@ -93,7 +149,7 @@ def compare(inp, device):
             results = {impl: run_steps(build(impl).to(device), pred, args, kwargs, device)
                        for impl in ('triton', 'torch')}
         except Exception as error:  # a sync under debug mode, a compile error
-            row.update(ok=False, error=f'{type(error).__name__}: {error}'.splitlines()[0])
+            row.update(ok=False, error=first_line(error))
             rows.append(row)
             continue
         (value, grad, ema), (ref_value, ref_grad, ref_ema) = results['triton'], results['torch']
@@ -106,7 +162,7 @@ def compare(inp, device):
     return rows
 
 
-def cuda_time(fn, pred, args, kwargs, repeat=10):
+def cuda_time(fn, pred, args, kwargs, repeat=REPEAT):
     """Median forward + backward time in seconds, after two warm-up calls."""
     times = []
     for i in range(repeat + 2):
@@ -121,82 +177,152 @@ def cuda_time(fn, pred, args, kwargs, repeat=10):
     return statistics.median(times)
 
 
+def copy_bandwidth(device, nbytes=1 << 30, repeat=5):
+    """Bytes/s of a device-to-device copy of ``nbytes`` (read + write counted)."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    times = []
+    for i in range(repeat + 1):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        torch.cuda.synchronize()
+        if i:
+            times.append(start.elapsed_time(end) / 1e3)
+    return 2 * nbytes / statistics.median(times)
+
+
 def peak_bandwidth(device):
     """The device's peak memory bandwidth in bytes/s, or None if torch does not
-    report the memory clock."""
+    report the memory clock (attributes differ between torch and CUDA releases)."""
     props = torch.cuda.get_device_properties(device)
-    clock_khz = getattr(props, 'memory_clock_rate', 0)
-    bus_bits = getattr(props, 'memory_bus_width', 0)
+    clock_khz = getattr(props, 'memory_clock_rate', 0) or 0
+    bus_bits = getattr(props, 'memory_bus_width', 0) or 0
     return 2 * clock_khz * 1e3 * bus_bits / 8 if clock_khz and bus_bits else None
 
 
-def timings(inp, device):
-    """Rows {loss, ms, ms of mmdet's loss and BCE, GB/s, share of peak}."""
-    from mmdet.models.losses import GHMC, GHMR, FocalLoss
+def bandwidth_reference(device):
+    """(bytes/s the 'peak' column divides by, a line saying what it is)."""
+    try:
+        peak = peak_bandwidth(device)
+    except Exception as error:
+        peak, why = None, first_line(error)
+    else:
+        why = "torch's device properties give no memory clock"
+    try:
+        copy = copy_bandwidth(device)
+        copied = f'a 1 GiB device copy reaches {copy / 1e9:.0f} GB/s'
+    except Exception as error:
+        copy, copied = None, f'the device copy failed ({first_line(error)})'
+    if peak:
+        return peak, (f'peak: share of the peak {peak / 1e9:.0f} GB/s (2 x memory clock x '
+                      f'bus width, from the device properties); {copied}.')
+    if copy:
+        return copy, f'peak: share of the device copy, {copied} ({why}).'
+    return None, f'peak: no reference ({why}; {copied}).'
 
-    mmdet = {'GHM-C': GHMC(bins=30, momentum=0.75), 'GHM-R': GHMR(mu=0.02, bins=10,
-                                                                   momentum=0.7),
-             'Focal': FocalLoss(use_sigmoid=True), 'CB focal': FocalLoss(use_sigmoid=True)}
-    bce_ms = cuda_time(F.binary_cross_entropy_with_logits, inp['logits'],
-                       (inp['one_hot'], ), {}) * 1e3
-    peak = peak_bandwidth(device)
-    rows = []
+
+def timings(inp, device, with_mmdet):
+    """({loss: {ms, bce_ms, mmdet_ms, GBps, peak_share, errors}}, a line on the
+    'peak' column). A timing that raises leaves its column out and its first line
+    in ``errors``, and the other timings go on."""
+    def timed(row, key, fn, pred, args, kwargs):
+        try:
+            row[key] = cuda_time(fn(), pred, args, kwargs) * 1e3
+        except Exception as error:
+            row.setdefault('errors', []).append(f'{key}: {first_line(error)}')
+
+    bce = {}
+    timed(bce, 'bce_ms', lambda: F.binary_cross_entropy_with_logits, inp['logits'],
+          (inp['one_hot'], ), {})
+    peak, peak_line = bandwidth_reference(device)
+    rows = {}
     for name, group, build, pred, args, kwargs in loss_cases(inp):
-        seconds = cuda_time(build('triton').to(device), pred, args, kwargs)
-        row = dict(loss=name, ms=seconds * 1e3, bce_ms=bce_ms,
-                   mmdet_ms=cuda_time(mmdet[group].to(device), pred, args, kwargs) * 1e3)
+        row = rows[name] = dict(bce)
+        row['errors'] = list(bce.get('errors', []))
+        timed(row, 'ms', lambda: build('triton').to(device), pred, args, kwargs)
+        if with_mmdet:
+            timed(row, 'mmdet_ms', lambda: mmdet_loss(group).to(device), pred, args, kwargs)
         nbytes = fused_bytes(inp, group)
-        if nbytes:
-            row['GBps'] = nbytes / seconds / 1e9
-            if peak:
-                row['peak_share'] = nbytes / seconds / peak
-        rows.append(row)
-    return rows
+        if 'ms' in row:
+            if 'bce_ms' in row:
+                row['x_bce'] = row['ms'] / row['bce_ms']
+            if nbytes:
+                row['GBps'] = nbytes / row['ms'] * 1e3 / 1e9
+                if peak:
+                    row['peak_share'] = nbytes / row['ms'] * 1e3 / peak
+    return rows, peak_line
 
 
-def print_table(checks, times):
-    by_loss = {row['loss']: row for row in times}
-    print(f'{"loss":<24}{"value":>10}{"grad":>10}{"EMA":>10}  {"ok":<4}{"ms":>8}'
-          f'{"mmdet ms":>10}{"BCE ms":>8}{"GB/s":>7}{"peak":>6}')
+def print_table(checks, times, notes=()):
+    print(f'{"loss":<24}{"value":>9}{"grad":>9}{"EMA":>9}  {"ok":<4}{"ms":>8}{"x BCE":>7}'
+          f'{"BCE ms":>8}{"mmdet ms":>10}{"GB/s":>7}{"peak":>6}')
     fmt = lambda row, k, f: format(row[k], f) if k in row else '-'  # noqa: E731
     for check in checks:
-        t = by_loss.get(check['loss'], {})
-        print(f'{check["loss"]:<24}{fmt(check, "value", ".1e"):>10}'
-              f'{fmt(check, "grad", ".1e"):>10}{fmt(check, "ema", ".1e"):>10}  '
+        t = times.get(check['loss'], {})
+        print(f'{check["loss"]:<24}{fmt(check, "value", ".1e"):>9}'
+              f'{fmt(check, "grad", ".1e"):>9}{fmt(check, "ema", ".1e"):>9}  '
               f'{"yes" if check["ok"] else "NO":<4}{fmt(t, "ms", ".2f"):>8}'
-              f'{fmt(t, "mmdet_ms", ".2f"):>10}{fmt(t, "bce_ms", ".2f"):>8}'
-              f'{fmt(t, "GBps", ".0f"):>7}{fmt(t, "peak_share", ".0%"):>6}')
-        if 'error' in check:
-            print(f'    {check["error"]}')
-    print(f'value / grad / EMA: relative L2 error of impl=triton against impl=torch '
-          f'(at most {RTOL:.1e}).')
+              f'{fmt(t, "x_bce", ".2f"):>7}{fmt(t, "bce_ms", ".2f"):>8}'
+              f'{fmt(t, "mmdet_ms", ".2f"):>10}{fmt(t, "GBps", ".0f"):>7}'
+              f'{fmt(t, "peak_share", ".0%"):>6}')
+        for error in [check['error']] if 'error' in check else []:
+            print(f'    {error}')
+        for error in t.get('errors', []):
+            print(f'    timing {error}')
+    print(f'value / grad / EMA: relative L2 error of impl=triton against impl=torch after '
+          f'{STEPS} steps (on CUDA under sync debug mode), at most {RTOL:.1e}.')
+    for note in notes:
+        print(note)
 
 
 def check(device, anchors) -> int:
     """Compares the impls (and on CUDA times them); prints the table; returns
-    the exit status, 1 on a mismatch or a sync."""
+    the exit status, 1 on a mismatch, a sync or a loss of ours that fails to run."""
     start = time.perf_counter()
+    _, no_mmdet = load_losses()
     inp = make_inputs(anchors, device)
     checks = compare(inp, device)
-    times = timings(inp, device) if device.type == 'cuda' else []
-    print_table(checks, times)
+    times, notes = {}, ['(no timings: not on a CUDA GPU)']
+    if device.type == 'cuda':
+        times, peak_line = timings(inp, device, with_mmdet=no_mmdet is None)
+        notes = [f'ms: median forward + backward of impl=triton over {REPEAT} calls; '
+                 'x BCE: over BCE ms, binary_cross_entropy_with_logits on the same logits '
+                 '(one-hot targets); GB/s: the bytes the fused kernels must move '
+                 '(docs/kernels.md; GHM-R has none) over ms.', peak_line,
+                 "mmdet ms: mmdet's GHMC / GHMR / FocalLoss (CB focal: FocalLoss)."
+                 if no_mmdet is None else
+                 f"mmdet ms: '-', mmdet does not import here ({no_mmdet})."]
+    print_table(checks, times, notes)
     print(f'done in {time.perf_counter() - start:.0f} s')
-    return 0 if all(row['ok'] for row in checks) else 1
+    return 1 if failures(checks, times) else 0
+
+
+def failures(checks, times):
+    """The losses that failed: a mismatch or an error in the comparison, or no
+    time of ours (mmdet's or BCE's timings failing fail nothing)."""
+    return ([row['loss'] for row in checks if not row['ok']]
+            + [name for name, row in times.items() if 'ms' not in row])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--anchors', type=int, default=SIZES['whole_batch'])
     args = parser.parse_args(argv)
+    load_losses()  # here too without a GPU: the import path runs wherever the tool does
+    from mmdet_ghm import ops
     if not torch.cuda.is_available():
         print('gpu_check: no CUDA GPU here, nothing to check (the losses run their '
               'PyTorch implementation on the CPU).')
         return 0
-    import triton
-
-    from mmdet_ghm import ops
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = 'absent'
     print(f'{torch.cuda.get_device_name()}, torch {torch.__version__}, triton '
-          f'{triton.__version__}; {args.anchors} anchors x {NUM_CLASSES} classes')
+          f'{triton_version}; {args.anchors} anchors x {NUM_CLASSES} classes')
     reason = ops.kernel_support()
     if reason is not None:
         print(f'gpu_check: the kernels do not run here ({reason}); the losses use '
