@@ -1,12 +1,16 @@
 """Two gloo ranks with half a batch each against one process with the whole
 batch (run by tests/test_tools/test_ddp_equivalence.py).
 
-    python tests/ddp_equivalence.py SYNC OUT.pt
+    python tests/ddp_equivalence.py SYNC HALVES OUT.pt
 
 Each rank builds the same GHMRetinaHead (GHM-C + GHM-R), wraps it in DDP,
 runs its half of a 4-image batch through forward, ``loss_by_feat`` and
-backward, and saves DDP's averaged gradients and the EMA buffers; the
-single-process reference does the same with all 4 images.
+backward, makes the statistics equal across ranks (``sync_statistics``, as
+SyncStatisticsHook does after an iteration), and saves DDP's averaged
+gradients and the EMA buffers before and after that; the single-process
+reference does the same with all 4 images. HALVES is ``halves`` (images 0, 1
+on rank 0 and 2, 3 on rank 1) or ``same`` (images 0, 1 on both ranks, the
+single process seeing 0, 1, 0, 1).
 """
 import os
 import sys
@@ -21,6 +25,7 @@ from mmengine.structures import InstanceData
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import mmdet_ghm  # noqa: E402,F401
+from mmdet_ghm.losses import attach_sync, sync_statistics  # noqa: E402
 from tests.helpers import GHM_LOSSES, IMG, NUM_CLASSES, head_cfg  # noqa: E402
 
 register_all_modules()
@@ -50,24 +55,30 @@ def batch():
     return feats, gts, metas
 
 
+def ema(head):
+    return {n: b.clone() for n, b in head.named_buffers() if n.endswith('acc_sum')}
+
+
 def step(model, head, images):
     feats, gts, metas = batch()
     cls_scores, bbox_preds = model([f[images] for f in feats])
     losses = head.loss_by_feat(cls_scores, bbox_preds, [gts[i] for i in images],
                                [metas[i] for i in images])
     sum(sum(v) for v in losses.values()).backward()
+    rank_ema = ema(head)
+    sync_statistics(head)
     return dict(grads={n: p.grad.clone() for n, p in head.named_parameters()},
-                ema={n: b.clone() for n, b in head.named_buffers() if n.endswith('acc_sum')})
+                rank_ema=rank_ema, ema=ema(head))
 
 
-def rank_main(rank, sync, out, port):
+def rank_main(rank, sync, images, out, port):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     dist.init_process_group('gloo', rank=rank, world_size=2)
     torch.set_num_threads(1)
     head = build_head(sync)
+    attach_sync(head)
     model = torch.nn.parallel.DistributedDataParallel(head, broadcast_buffers=False)
-    half = IMAGES // 2
-    result = step(model, head, list(range(rank * half, (rank + 1) * half)))
+    result = step(model, head, images[rank])
     torch.save(result, f'{out}.rank{rank}')
     dist.barrier()
     # gloo's threads can keep a finished rank alive at interpreter exit
@@ -75,7 +86,8 @@ def rank_main(rank, sync, out, port):
 
 
 if __name__ == '__main__':
-    sync, out = sys.argv[1] == 'sync', sys.argv[2]
+    sync, halves, out = sys.argv[1] == 'sync', sys.argv[2] == 'halves', sys.argv[3]
+    images = [[0, 1], [2, 3]] if halves else [[0, 1], [0, 1]]
     head = build_head(sync)
-    torch.save(step(head, head, list(range(IMAGES))), f'{out}.single')
-    mp.spawn(rank_main, args=(sync, out, 29500 + os.getpid() % 1000), nprocs=2)
+    torch.save(step(head, head, images[0] + images[1]), f'{out}.single')
+    mp.spawn(rank_main, args=(sync, images, out, 29500 + os.getpid() % 1000), nprocs=2)

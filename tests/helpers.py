@@ -118,3 +118,99 @@ def head_cfg(head_type, losses, **kwargs):
                        sampler=dict(type='PseudoSampler'), allowed_border=-1,
                        pos_weight=-1, debug=False),
         **copy.deepcopy(losses), **kwargs)
+
+
+# mmdet 3.3's one-stage detectors with our losses, as the detector matrix
+# (test_dense_heads/test_one_stage_detectors.py) and the DDP script
+# (tests/ddp_no_objects.py) build them
+DETECTOR_CLASSES, IMAGE = 5, 128
+DETECTOR_COUNTS = [50, 30, 20, 10, 5]
+DETECTOR_LOSSES = {
+    'GHMCLoss': dict(type='GHMCLoss', use_sigmoid=True, bins=30, momentum=0.75),
+    'SigmoidFocalLoss': dict(type='SigmoidFocalLoss', use_sigmoid=True, gamma=2.0,
+                             alpha=0.25),
+    'ClassBalancedFocalLoss': dict(type='ClassBalancedFocalLoss', use_sigmoid=True,
+                                   class_counts=DETECTOR_COUNTS),
+    "ClassBalancedFocalLoss(loss_type='sigmoid')": dict(
+        type='ClassBalancedFocalLoss', use_sigmoid=True, class_counts=DETECTOR_COUNTS,
+        loss_type='sigmoid'),
+}
+GHMR = dict(type='GHMRLoss', mu=0.02, bins=10, momentum=0.7, loss_weight=10.0)
+QUALITY_TARGETS = 'need a quality-aware loss'  # our error for (labels, scores) targets
+
+# name: (config, loss_bbox is a delta regression GHM-R can take, expected result)
+DETECTORS = {
+    'RetinaNet': ('retinanet/retinanet_r50_fpn_1x_coco.py', True, 'works'),
+    'FCOS': ('fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py', False, 'works'),
+    'ATSS': ('atss/atss_r50_fpn_1x_coco.py', False, 'works'),
+    'FoveaBox': ('foveabox/fovea_r50_fpn_4xb4-1x_coco.py', True, 'works'),
+    'FSAF': ('fsaf/fsaf_r50_fpn_1x_coco.py', False, 'works'),
+    'PAA': ('paa/paa_r50_fpn_1x_coco.py', False, 'works'),
+    'YOLOF': ('yolof/yolof_r50-c5_8xb8-1x_coco.py', False, 'works'),
+    'RepPoints': ('reppoints/reppoints-moment_r50_fpn_1x_coco.py', False, 'works'),
+    'GA-RetinaNet': ('guided_anchoring/ga-retinanet_r50_fpn_1x_coco.py', True, 'works'),
+    'SABL-RetinaNet': ('sabl/sabl-retinanet_r50_fpn_1x_coco.py', False, 'works'),
+    'VFNet': ('vfnet/vfnet_r50_fpn_1x_coco.py', False, 'works'),
+    # these heads compute their classification loss themselves from the scores
+    'FreeAnchor': ('free_anchor/freeanchor_r50_fpn_1x_coco.py', True, 'not called'),
+    'AutoAssign': ('autoassign/autoassign_r50-caffe_fpn_1x_coco.py', False, 'not called'),
+    # these pass (labels, quality scores) to QualityFocalLoss
+    'GFL': ('gfl/gfl_r50_fpn_1x_coco.py', False, QUALITY_TARGETS),
+    'TOOD': ('tood/tood_r50_fpn_1x_coco.py', False, QUALITY_TARGETS),
+}
+
+
+def detector_batch(objects=True):
+    """Two random 128 px images with three boxes each (``objects=False``: the
+    same images without any), as a detector's ``data_preprocessor`` takes them."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    gen = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for _ in range(2):
+        inputs.append(torch.randint(0, 256, (3, IMAGE, IMAGE), generator=gen,
+                                    dtype=torch.uint8))
+        xy = torch.rand(3, 2, generator=gen) * IMAGE * 0.5
+        wh = 16 + torch.rand(3, 2, generator=gen) * IMAGE * 0.4
+        sample = DetDataSample(metainfo=dict(img_shape=(IMAGE, IMAGE),
+                                             ori_shape=(IMAGE, IMAGE),
+                                             pad_shape=(IMAGE, IMAGE),
+                                             scale_factor=(1.0, 1.0)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, (xy + wh).clamp(max=IMAGE - 1)], 1),
+            labels=torch.randint(0, DETECTOR_CLASSES, (3, ), generator=gen))
+        if not objects:
+            sample.gt_instances = sample.gt_instances[:0]
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def build_detector(detector, loss_cls, ghmr):
+    """The detector of mmdet's config for ``detector``, shrunk to the toy data (5
+    classes, no pretrained weights), with our ``loss_cls`` (a key of
+    DETECTOR_LOSSES) and GHMRLoss as ``loss_bbox`` if ``ghmr``; in training mode."""
+    import os.path as osp
+
+    import mmdet
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.logging import MessageHub
+
+    import mmdet_ghm  # noqa: F401  (registration)
+
+    path, _, _ = DETECTORS[detector]
+    cfg = Config.fromfile(osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', path))
+    cfg.model.backbone.init_cfg = None  # nothing is downloaded
+    cfg.model.bbox_head.num_classes = DETECTOR_CLASSES
+    # a head's choice of reduction stays (FSAF reweights elementwise losses)
+    reduction = cfg.model.bbox_head.get('loss_cls', {}).get('reduction', 'mean')
+    cfg.model.bbox_head.loss_cls = dict(DETECTOR_LOSSES[loss_cls], reduction=reduction)
+    if ghmr:
+        cfg.model.bbox_head.loss_bbox = GHMR
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    if detector == 'TOOD':  # past the epochs of its warm-up loss, as the runner says
+        MessageHub.get_current_instance().update_info('epoch',
+                                                      model.bbox_head.initial_epoch)
+    return model.train()

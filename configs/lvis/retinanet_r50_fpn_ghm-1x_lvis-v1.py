@@ -9,4 +9,5 @@ model = dict(
         loss_bbox=dict(_delete_=True, type='GHMRLoss', mu=0.02, bins=10, momentum=0.7,
                        loss_weight=10.0)))
 optim_wrapper = dict(clip_grad=dict(max_norm=35, norm_type=2))
-custom_hooks = [dict(type='DensityLoggerHook', interval=500)]
+# SyncStatisticsHook: the EMA of the bin counts equal on every GPU (docs/distributed.md)
+custom_hooks = [dict(type='DensityLoggerHook', interval=500), dict(type='SyncStatisticsHook')]

@@ -31,9 +31,10 @@ class GHMCLoss(nn.Module):
         loss_weight (float): Multiplier of the loss. Default 1.0.
         impl (str): 'auto' (Triton kernels on CUDA tensors when triton is
             installed, else PyTorch ops), 'triton' or 'torch'.
-        sync_density (bool): Under torch.distributed, sum the bin counts over
-            all ranks so every rank uses the global batch's density and keeps
-            the same EMA (one small all-reduce per call). Default True.
+        sync_density (bool): Under torch.distributed, make the EMA of the bin
+            counts equal across ranks once per iteration (the mean of the
+            ranks'), which needs ``SyncStatisticsHook`` in ``custom_hooks``;
+            each call weighs with its own rank's counts. Default True.
     """
 
     def __init__(self,

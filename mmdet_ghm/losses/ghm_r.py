@@ -28,9 +28,10 @@ class GHMRLoss(nn.Module):
             installed, else PyTorch ops), 'triton' or 'torch'. The loss itself
             is a few torch ops; on CPU tensors they run on the rows with a
             weight only (the few positive anchors), see :func:`selects_rows`.
-        sync_density (bool): Under torch.distributed, sum the bin counts over
-            all ranks so every rank uses the global batch's density and keeps
-            the same EMA (one small all-reduce per call). Default True.
+        sync_density (bool): Under torch.distributed, make the EMA of the bin
+            counts equal across ranks once per iteration (the mean of the
+            ranks'), which needs ``SyncStatisticsHook`` in ``custom_hooks``;
+            each call weighs with its own rank's counts. Default True.
     """
 
     def __init__(self,

@@ -1,12 +1,14 @@
 """The gradient-density histogram with its EMA, shared by GHM-C and GHM-R."""
+from typing import Optional
+
 import torch
-import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..functional import density_weights
+from .rank_sync import RankSyncedStatistics
 
 
-class GradientDensity(nn.Module):
+class GradientDensity(RankSyncedStatistics):
     """Per-bin harmonizing weights ``beta = tot / GD(g) / n`` from bin counts:
     one door, :meth:`weigh`, for GHM-C and GHM-R.
 
@@ -14,21 +16,25 @@ class GradientDensity(nn.Module):
     checkpoints. The EMA is updated in training mode only; in eval mode the
     weights use the EMA as it would be updated, without storing it.
 
-    With ``sync`` (default) and torch.distributed initialised, the bin counts
-    are summed over all ranks in training mode (one all-reduce of ``bins``
-    int64 values, asynchronous on NCCL), so every rank applies the weights of
-    the global batch and keeps the same EMA.
+    Under torch.distributed every call weighs with this rank's counts (and
+    its ``tot``), the EMA being updated from them; with ``sync`` (default),
+    ``SyncStatisticsHook`` replaces every rank's EMA by the mean of the ranks'
+    EMAs after each training iteration, so all ranks start the next one with
+    the same EMA and the checkpoint holds it (see docs/distributed.md). The
+    forward issues no collective: a head that calls the loss on some ranks
+    only can not hang the job.
 
     Args:
         bins (int): Number of bins splitting [0, 1] evenly.
-        momentum (float): EMA momentum in [0, 1); 0 disables the EMA.
-        sync (bool): All-reduce the counts across ranks. Default True.
+        momentum (float): EMA momentum in [0, 1); 0 disables the EMA (then
+            nothing is kept or synced).
+        sync (bool): Average the EMA across ranks once per iteration. Default True.
         owner (str): Name of the loss, for error messages.
     """
 
     def __init__(self, bins: int, momentum: float, sync: bool = True,
                  owner: str = 'GradientDensity'):
-        super().__init__()
+        super().__init__(sync, owner)
         if not isinstance(bins, int) or bins < 1:
             raise ValueError(f'{owner}: bins must be a positive int, got {bins!r}.')
         if not 0 <= momentum < 1:
@@ -36,7 +42,6 @@ class GradientDensity(nn.Module):
                              '0 turns the moving average off.')
         self.bins = bins
         self.momentum = float(momentum)
-        self.sync = sync
         self.register_buffer('acc_sum', torch.zeros(bins))
         # what the last training call with valid elements applied, for
         # DensityLoggerHook (device copies)
@@ -55,24 +60,26 @@ class GradientDensity(nn.Module):
 
         Returns:
             tuple[Tensor, Tensor]: fp32 weights (bins + 1,), 0 for the overflow
-            index, and ``max(tot, 1) / world_size`` (0-dim fp32), ``tot``
-            being the number of valid elements of the global batch. Dividing a
-            rank's weighted loss sum by it makes DDP's gradient average equal
-            the gradient of the paper's loss over the global batch.
+            index, and ``max(tot, 1)`` (0-dim fp32), ``tot`` being the number of
+            valid elements of the call.
         """
-        world_size = 1
-        if self.training and self.sync and dist.is_available() and dist.is_initialized():
-            world_size = dist.get_world_size()
-            if world_size > 1:
-                counts = counts.clone()
-                dist.all_reduce(counts)
+        if self.training:
+            self.check_sync_attached()
         weights, acc_sum, tot = density_weights(counts, self.acc_sum, self.momentum)
         if self.training:
             with torch.no_grad():
                 self.acc_sum.copy_(acc_sum)
                 self._record(counts, weights, tot)
-        normaliser = tot.clamp(min=1)
-        return weights, normaliser if world_size == 1 else normaliser / world_size
+        return weights, tot.clamp(min=1)
+
+    def statistics_to_sum(self) -> Optional[Tensor]:
+        """The EMA (None without momentum: then no state is kept)."""
+        return self.acc_sum if self.momentum > 0 else None
+
+    def load_sum(self, summed: Tensor, world_size: int) -> None:
+        """The mean of the ranks' EMAs. A rank's EMA is that of its own counts;
+        the mean keeps that scale, which the rank's ``tot`` matches."""
+        self.acc_sum.copy_(summed / world_size)
 
     def _record(self, counts: Tensor, weights: Tensor, tot: Tensor) -> None:
         """Keeps what DensityLoggerHook logs of a training call, on the device:

@@ -117,3 +117,30 @@ def test_a_call_without_valid_elements_keeps_the_last_weights():
     assert torch.equal(density.last_counts, last_counts)
     density.weigh(counts_of(0, 5, 0))
     assert torch.equal(density.last_counts, torch.tensor([0.0, 5.0, 0.0]))
+
+
+@pytest.mark.parametrize('loss_name', ['GHMCLoss', 'GHMRLoss'])
+def test_a_training_call_under_several_ranks_needs_the_sync_hook(monkeypatch, loss_name):
+    """Without SyncStatisticsHook the ranks' EMAs would drift apart silently."""
+    from mmdet_ghm.losses import attach_sync, rank_sync
+
+    from ..helpers import LOSSES
+    build, make_inputs = LOSSES[loss_name]
+    monkeypatch.setattr(rank_sync, 'distributed_world_size', lambda: 2)
+    loss = build().train()
+    with pytest.raises(RuntimeError, match=r"dict\(type='SyncStatisticsHook'\)"):
+        loss(*make_inputs())
+    assert loss.density.acc_sum.sum() == 0  # refused before any update
+    loss.eval()(*make_inputs())  # eval calls keep no statistic
+    attach_sync(loss)
+    loss.train()(*make_inputs())
+    assert loss.density.acc_sum.sum() > 0
+
+
+@pytest.mark.parametrize('kwargs', [dict(sync_density=False), dict(momentum=0.0)])
+def test_nothing_to_sync_runs_without_the_hook(monkeypatch, kwargs):
+    from mmdet_ghm.losses import GHMCLoss, rank_sync
+
+    from ..helpers import make_cls_inputs
+    monkeypatch.setattr(rank_sync, 'distributed_world_size', lambda: 2)
+    assert torch.isfinite(GHMCLoss(**kwargs).train()(*make_cls_inputs()))

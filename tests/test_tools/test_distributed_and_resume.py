@@ -22,7 +22,8 @@ def write_config(tmp_path, toy, iters, sync=True):
 _base_ = '{ROOT}/configs/toy/retinanet_r18_fpn_ghm-1500it_toy.py'
 custom_imports = dict(imports=['mmdet_ghm', 'tests.rank_dump_hook'],
                       allow_failed_imports=False)
-custom_hooks = [dict(type='DensityLoggerHook', interval=1), dict(type='RankDumpHook')]
+custom_hooks = [dict(type='DensityLoggerHook', interval=1), dict(type='RankDumpHook'),
+                dict(type='SyncStatisticsHook')]
 model = dict(bbox_head=dict(loss_cls=dict(sync_density={sync}),
                             loss_bbox=dict(sync_density={sync})))
 {opts}

@@ -64,6 +64,6 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)
-custom_hooks = [dict(type='DensityLoggerHook', interval=50)]
+custom_hooks = [dict(type='DensityLoggerHook', interval=50), dict(type='SyncStatisticsHook')]
 auto_scale_lr = dict(enable=False)
 randomness = dict(seed=0)
