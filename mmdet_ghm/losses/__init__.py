@@ -1,5 +1,6 @@
 """Registered losses (mmdet's MODELS registry)."""
 from .class_balanced_focal import ClassBalancedFocalLoss
+from .equalized_focal import ClassGradientRatio, EqualizedFocalLoss
 from .ghm_c import GHMCLoss
 from .ghm_r import GHMRLoss
 from .gradient_density import GradientDensity
@@ -8,5 +9,5 @@ from .sigmoid_focal import SigmoidFocalLoss
 
 __all__ = [
     'GHMCLoss', 'GHMRLoss', 'SigmoidFocalLoss', 'ClassBalancedFocalLoss',
-    'GradientDensity', 'RankSyncedStatistics', 'attach_sync', 'sync_statistics'
+    'EqualizedFocalLoss', 'ClassGradientRatio', 'GradientDensity', 'RankSyncedStatistics', 'attach_sync', 'sync_statistics'
 ]

@@ -6,12 +6,12 @@ from .dispatch import (IMPLS, check_impl, interpreter_support, kernel_support,
                        triton_available, use_triton)
 from .inputs import (ClassificationInputs, FocalCoefficients, RegressionInputs,
                      classification_inputs, regression_inputs)
-from .seam import (ghmc_histogram, ghmc_weighted_bce, ghmr_histogram, sigmoid_focal,
+from .seam import (equalized_focal, ghmc_histogram, ghmc_weighted_bce, ghmr_histogram, sigmoid_focal,
                    weighted_asl1)
 
 __all__ = [
     'IMPLS', 'check_impl', 'interpreter_support', 'kernel_support', 'triton_available',
     'use_triton', 'ClassificationInputs', 'FocalCoefficients', 'RegressionInputs',
-    'classification_inputs', 'regression_inputs', 'ghmc_histogram', 'ghmc_weighted_bce',
+    'classification_inputs', 'regression_inputs', 'equalized_focal', 'ghmc_histogram', 'ghmc_weighted_bce',
     'ghmr_histogram', 'sigmoid_focal', 'weighted_asl1'
 ]

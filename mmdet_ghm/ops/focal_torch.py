@@ -45,17 +45,21 @@ class IndexLabelFocal(torch.autograd.Function):
 
 
 def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
-                losses, grad):
+                losses, grad, stats=None):
     """One chunk of :class:`IndexLabelFocal`, as ``loss_rows`` of
-    :func:`torch_chunks.forward_by_rows`."""
+    :func:`torch_chunks.forward_by_rows`. ``gamma`` is a float or a (C,) tensor
+    (one per class, the equalized focal loss); given a (2, C) ``stats``, adds
+    the chunk's sums of ``|d loss / dx|`` over positive (row 0) and negative
+    (row 1) elements, label weights included (``need_grad`` must be set)."""
     neg_coef, pos_coef = coefs
     col, pos = label_columns(labels, x.shape[1])
+    gamma_col = _at(gamma, col)
     sp = F.softplus(x)  # BCE of y = 0; softplus(-x) = sp - x is BCE of y = 1
     log_p = x - sp
     # the label column of each positive row: alpha * (1 - p)^gamma * (sp - x)
     x_col, sp_col = x.gather(1, col), sp.gather(1, col)
     bce_col = sp_col - x_col
-    mod_col = torch.exp(-gamma * sp_col)
+    mod_col = torch.exp(-gamma_col * sp_col)
     pos_coef_col = _at(pos_coef, col)
     if weight is not None:
         pos_coef_col = pos_coef_col * weight.gather(1, col)
@@ -66,16 +70,21 @@ def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
         # d(p^gamma * sp)/dx = p^gamma * (gamma * (1 - p) * sp + p), in the
         # buffer of 1 - p unless given one
         one_minus_p = torch.neg(sp).exp_()
-        grad = torch.add(p, one_minus_p.mul_(sp), alpha=gamma,
-                         out=one_minus_p if grad is None else grad)
+        out = one_minus_p if grad is None else grad
+        if isinstance(gamma, Tensor):
+            grad = torch.add(p, one_minus_p.mul_(sp).mul_(gamma), out=out)
+        else:
+            grad = torch.add(p, one_minus_p.mul_(sp), alpha=gamma, out=out)
         grad.mul_(mod).mul_(neg_coef)
         if weight is not None:
             grad.mul_(weight)
         p_col = torch.sigmoid(x_col)
         del p, one_minus_p
-        pos_grad = mod_col * (-gamma * p_col * bce_col - (1 - p_col))
+        pos_grad = mod_col * (-gamma_col * p_col * bce_col - (1 - p_col))
         grad.scatter_(1, col, torch.where(pos, pos_grad * pos_coef_col,
                                           grad.gather(1, col)))
+        if stats is not None:
+            _add_gradient_sums(stats, grad, row_weight, col, pos)
     loss = mod.mul_(sp)
     del sp
     pos_loss = mod_col * bce_col * pos_coef_col
@@ -95,6 +104,22 @@ def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
         pos_loss = pos_loss * row_weight
     loss.scatter_(1, col, torch.where(pos, pos_loss, loss.gather(1, col)))
     return (loss if losses is None else losses.copy_(loss)), grad
+
+
+def _add_gradient_sums(stats, grad, row_weight, col, pos):
+    """Adds to ``stats`` (2, C) the column sums of ``|grad|`` (times the row
+    weights) over the positive elements (row 0) and the negative ones (row 1).
+    With 0/1 targets the sign of each element's gradient is known (<= 0 for
+    y = 1, >= 0 for y = 0), so one signed column sum (a matrix-vector product)
+    and the positive rows' label columns give both; the clamp keeps a negative
+    sum's rounding (where the two nearly cancel) from going below 0."""
+    signed = grad.sum(0) if row_weight is None else (row_weight.T @ grad).squeeze(0)
+    pos_abs = torch.where(pos, grad.gather(1, col).neg(), 0.0)
+    if row_weight is not None:
+        pos_abs = pos_abs * row_weight
+    pos_sum = torch.zeros_like(signed).scatter_add_(0, col.squeeze(1), pos_abs.squeeze(1))
+    stats[0] += pos_sum
+    stats[1] += (signed + pos_sum).clamp_(min=0)
 
 
 def _at(coef, col):

@@ -4,6 +4,7 @@ PyTorch implementation (``dispatch.kernel_or_torch`` decides, per call).
     GHM-C:  ghmc_histogram -> GradientDensity.weigh -> ghmc_weighted_bce
     GHM-R:  ghmr_histogram -> GradientDensity.weigh -> weighted_asl1
     focal:  sigmoid_focal
+    EFL:    equalized_focal -> ClassGradientRatio.add
 
 The kernel modules import triton; they are imported where a kernel runs, which
 :func:`dispatch.use_triton` allows only with a triton that builds them.
@@ -12,7 +13,7 @@ from typing import Optional, Tuple
 
 from torch import Tensor
 
-from . import asl1_torch, focal_torch, ghmc_torch, histogram_torch
+from . import asl1_torch, equalized_focal_torch, focal_torch, ghmc_torch, histogram_torch
 from .dispatch import kernel_or_torch
 from .histogram_torch import BinnedChunks
 from .inputs import ClassificationInputs, FocalCoefficients, RegressionInputs
@@ -102,5 +103,28 @@ def sigmoid_focal(owner: str, impl: str, inputs: ClassificationInputs, gamma: fl
                 inputs.pred, inputs.target, inputs.torch_weight, gamma, coefficients, reduce)
         return focal_torch.sigmoid_focal_dense_loss(*inputs.dense(), gamma, coefficients,
                                                     reduce)
+
+    return kernel_or_torch(owner, impl, inputs.pred, kernel, torch_impl)
+
+
+def equalized_focal(owner: str, impl: str, inputs: ClassificationInputs, gamma: Tensor,
+                    coefficients: FocalCoefficients,
+                    reduce: bool) -> Tuple[Tensor, Tensor]:
+    """Sum (or (N, C) losses) of ``w_c * alpha_t * (1 - p_t)^gamma_c * BCE * weight``
+    in fp32, with gamma (C,) per class, and in the same pass the (2, C) fp32 sums
+    per class of ``|d loss / dx|`` over the positive (row 0) and negative (row 1)
+    elements (label weights included, the upstream gradient not)."""
+    def kernel():
+        from . import equalized_focal_triton
+        return equalized_focal_triton.equalized_focal_loss(
+            inputs.pred, inputs.target, inputs.weight, gamma,
+            *coefficients.kernel_vectors(inputs.pred.shape[1], inputs.pred.device), reduce)
+
+    def torch_impl():
+        if inputs.target_is_index:
+            return equalized_focal_torch.equalized_focal_index_loss(
+                inputs.pred, inputs.target, inputs.torch_weight, gamma, coefficients, reduce)
+        return equalized_focal_torch.equalized_focal_dense_loss(
+            *inputs.dense(), gamma, coefficients, reduce)
 
     return kernel_or_torch(owner, impl, inputs.pred, kernel, torch_impl)

@@ -1,0 +1,92 @@
+"""Equalized focal loss in PyTorch: the implementation of ``equalized_focal_triton``
+for the CPU and for GPUs whose triton cannot build the kernels. The focal loss
+with one gamma per class, and the sums of ``|d loss / dx|`` per class over the
+positive and the negative elements, computed in the same pass. Index labels run
+focal_torch's hand-written forward and backward by row chunks; dense (N, C)
+targets the elementwise ``functional.sigmoid_focal_loss`` through autograd."""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ..functional.dtype import compute_dtype
+from ..functional.focal import sigmoid_focal_loss
+from .focal_torch import _focal_rows
+from .torch_chunks import backward_by_rows, forward_by_rows, rows_of
+
+
+class IndexLabelEqualizedFocal(torch.autograd.Function):
+    """:class:`focal_torch.IndexLabelFocal` with a (C,) gamma, also returning
+    the (2, C) fp32 gradient sums (not differentiable). Arguments as
+    :func:`equalized_focal_index_loss`."""
+
+    @staticmethod
+    def forward(ctx, logits, labels, weight, gamma, neg_coef, pos_coef, reduce: bool):
+        x = logits.to(compute_dtype(logits))
+        coefs = (neg_coef, pos_coef)
+        row_weight = weight if weight is not None and weight.shape[1] == 1 else None
+        elem_weight = None if row_weight is not None else weight
+        gamma = gamma.to(x.dtype)
+        sums = x.new_zeros(2, x.shape[1])
+
+        def loss_rows(rows, need_grad, losses, grad):
+            # the gradient is computed even where no backward follows: the sums need it
+            return _focal_rows(x[rows], labels[rows], rows_of(elem_weight, rows),
+                               rows_of(row_weight, rows), gamma, coefs, reduce, True,
+                               losses, grad, sums)
+
+        value = forward_by_rows(ctx, logits, x, row_weight, reduce, loss_rows)
+        sums = sums.float()
+        ctx.mark_non_differentiable(sums)
+        return value, sums
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_sums):
+        return (backward_by_rows(ctx, grad_out), ) + (None, ) * 6
+
+
+def equalized_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[Tensor],
+                               gamma: Tensor, coefficients,
+                               reduce: bool = True) -> Tuple[Tensor, Tensor]:
+    """The focal loss of index labels with one gamma per class, times the label
+    weights, summed or elementwise, and its gradient sums.
+
+    Args:
+        logits (Tensor): (N, C) logits, any float dtype (gradient in that dtype).
+        labels (Tensor): (N,) int64 labels in [0, C], C = background.
+        weight (Tensor, optional): (N, 1) or (N, C) label weights of the
+            compute dtype.
+        gamma (Tensor): (C,) fp32 focusing factor of each class.
+        coefficients (inputs.FocalCoefficients): alpha, class and positive weights.
+        reduce (bool): Return the sum instead of the (N, C) losses.
+
+    Returns:
+        tuple[Tensor, Tensor]: the loss, and (2, C) fp32 sums over the elements
+        of each class column of ``|d loss / dx|`` (label weights included) of
+        the positive (row 0) and the negative (row 1) elements.
+    """
+    return IndexLabelEqualizedFocal.apply(
+        logits, labels, weight, gamma,
+        *coefficients.column_factors(compute_dtype(logits)), reduce)
+
+
+def equalized_focal_dense_loss(logits: Tensor, targets: Tensor, weight: Tensor,
+                               gamma: Tensor, coefficients,
+                               reduce: bool = True) -> Tuple[Tensor, Tensor]:
+    """As :func:`equalized_focal_index_loss` for (N, C) targets (soft ones
+    included: an element's ``|d loss / dx|`` counts ``y`` times as positive and
+    ``1 - y`` times as negative) and (N, C) label weights, all three of the
+    compute dtype; the loss through autograd, the sums from the gradient of a
+    detached copy."""
+    def elementwise(x):
+        return sigmoid_focal_loss(x, targets, gamma.to(x.dtype), coefficients.alpha,
+                                  coefficients.class_weight,
+                                  coefficients.pos_weight) * weight
+
+    with torch.enable_grad():
+        x = logits.detach().requires_grad_()
+        grad, = torch.autograd.grad(elementwise(x).sum(), x)
+    magnitude = grad.abs()
+    sums = torch.stack(((magnitude * targets).sum(0), (magnitude * (1 - targets)).sum(0)))
+    loss = elementwise(logits)
+    return (loss.sum() if reduce else loss), sums.float()
