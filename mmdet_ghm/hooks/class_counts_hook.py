@@ -20,20 +20,24 @@ def annotated_datasets(dataset) -> list:
     return [dataset]
 
 
-def dataset_class_counts(dataset, num_classes: int) -> List[int]:
+def dataset_class_counts(dataset, num_classes: int, per_image: bool = False) -> List[int]:
     """Non-ignored instances per class in an mmdet dataset, each annotation once
     (through any wrapper), indexed by the labels the model trains with
-    (``bbox_label``)."""
+    (``bbox_label``); with ``per_image``, the images holding the class instead
+    (LVIS's frequency groups count images)."""
     counts = [0] * num_classes
     for base in annotated_datasets(dataset):
         for i in range(len(base)):
+            labels = []
             for instance in base.get_data_info(i).get('instances', []):
                 if not instance.get('ignore_flag', 0):
                     label = instance['bbox_label']
                     if not 0 <= label < num_classes:
                         raise ValueError(f'ClassCountsHook: instance label {label} of '
                                          f'image {i} is outside [0, {num_classes}).')
-                    counts[label] += 1
+                    labels.append(label)
+            for label in (set(labels) if per_image else labels):
+                counts[label] += 1
     return counts
 
 

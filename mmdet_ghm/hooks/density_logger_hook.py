@@ -1,4 +1,5 @@
-"""Logs the GHM gradient-density histograms and plots them at the end of training."""
+"""Logs the GHM gradient-density histograms and the equalized focal loss's
+per-class gradient ratios, and plots them at the end of training."""
 import os.path as osp
 from typing import Dict, List
 
@@ -7,7 +8,8 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmdet.registry import HOOKS
 
-from ..losses import GradientDensity
+from ..losses import EqualizedFocalLoss, GradientDensity
+from .class_counts_hook import dataset_class_counts
 
 
 # what the hook keeps per loss for the plot, one value per log
@@ -18,6 +20,60 @@ def density_modules(model) -> Dict[str, GradientDensity]:
     """``{name: GradientDensity}`` of the model, with DDP's ``module.`` stripped."""
     return {name.replace('module.', '', 1): m for name, m in model.named_modules()
             if isinstance(m, GradientDensity)}
+
+
+def efl_modules(model) -> Dict[str, EqualizedFocalLoss]:
+    """``{name: EqualizedFocalLoss}`` of the model, with DDP's ``module.`` stripped."""
+    return {name.replace('module.', '', 1): m for name, m in model.named_modules()
+            if isinstance(m, EqualizedFocalLoss)}
+
+
+# LVIS's frequency groups by training images per class: rare 1-10, common 11-100,
+# frequent > 100 (a class without any image counts as rare)
+GROUPS = (('rare', 0, 10), ('common', 11, 100), ('frequent', 101, float('inf')))
+
+
+def frequency_groups(image_counts: List[int]) -> Dict[str, List[int]]:
+    """``{group: [class, ...]}`` of the non-empty LVIS frequency groups."""
+    groups = {name: [c for c, n in enumerate(image_counts) if low <= n <= high]
+              for name, low, high in GROUPS}
+    return {name: classes for name, classes in groups.items() if classes}
+
+
+def plot_gradient_ratio(name: str, ratio: torch.Tensor, image_counts: List[int],
+                        history: Dict[str, list], path: str) -> None:
+    """Two panels: the final ratio g_j of each class, the classes sorted by
+    training images (most first) and coloured by frequency group, and each
+    group's mean g over training (``history``: ``iter`` and a list per group)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    order = sorted(range(len(image_counts)), key=lambda c: -image_counts[c])
+    colours = dict(rare='tab:red', common='tab:orange', frequent='tab:blue')
+    group_of = {c: g for g, classes in frequency_groups(image_counts).items()
+                for c in classes}
+    fig, (ax, ax_history) = plt.subplots(2, 1, figsize=(7, 7))
+    ax.bar(range(len(order)), [float(ratio[c]) for c in order], width=1.0,
+           color=[colours[group_of[c]] for c in order])
+    for group, colour in colours.items():
+        ax.bar([], [], color=colour, label=group)
+    ax.set_xlabel('class, by training images (most first)')
+    ax.set_ylabel('g_j = pos / neg gradient (1: focal)')
+    ax.set_ylim(0, 1.05)
+    ax.set_title(name, fontsize=9)
+    ax.legend(loc='upper right', fontsize=8)
+    for group, values in history.items():
+        if group != 'iter':
+            ax_history.plot(history['iter'], values, '.-', color=colours[group],
+                            label=f'mean g of the {group} classes')
+    ax_history.set_xlabel('iteration')
+    ax_history.set_ylabel('mean g_j')
+    ax_history.set_ylim(0, 1.05)
+    ax_history.legend(loc='upper right', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot_density(name: str, density: GradientDensity, signals: Dict[str, list],
@@ -86,9 +142,19 @@ class DensityLoggerHook(Hook):
       A GHM-R whose last-bin share stays high while its largest weight grows
       gives the bulk of unfitted boxes ever less weight: the run stalls.
 
+    For every EqualizedFocalLoss (``<loss>`` its module path, e.g.
+    ``bbox_head.loss_cls``) it logs ``efl/<loss>/g_rare``, ``g_common`` and
+    ``g_frequent``: the mean gradient ratio g_j of the classes of each LVIS
+    frequency group (training images per class: rare 1-10, common 11-100,
+    frequent > 100, counted once when training starts). g_j near 0 means
+    the class's positives are still outweighed by its negatives (focusing
+    factor near gamma_b + s); near 1, balanced (focal).
+
     After training writes ``density_<loss>.png`` into the work dir (rank 0): the
     final histogram and weights, and the two signals with mmengine's gradient
-    norm over training. Reading the small bin tensors is a host sync every
+    norm over training; for EFL ``efl_<loss>.png``: the final g_j of each class
+    sorted by training frequency, the groups marked, and the group means over
+    training. Reading the small bin tensors is a host sync every
     ``interval`` iterations, in logging only.
 
     Args:
@@ -100,6 +166,30 @@ class DensityLoggerHook(Hook):
     def __init__(self, interval: int = 50):
         self.interval = interval
         self.signals: Dict[str, Dict[str, list]] = {}
+        self.image_counts: List[int] = []
+        self.efl_history: Dict[str, Dict[str, list]] = {}
+
+    def before_train(self, runner) -> None:
+        losses = efl_modules(runner.model)
+        if losses:
+            num_classes = next(iter(losses.values())).num_classes
+            self.image_counts = dataset_class_counts(runner.train_dataloader.dataset,
+                                                     num_classes, per_image=True)
+
+    def efl_scalars(self, runner, step: int) -> dict:
+        """The group means of g_j of every EqualizedFocalLoss, kept for the plot."""
+        scalars = {}
+        groups = frequency_groups(self.image_counts)
+        for name, loss in efl_modules(runner.model).items():
+            ratio = loss.statistics.pos_neg.cpu()
+            history = self.efl_history.setdefault(
+                name, dict(iter=[], **{group: [] for group in groups}))
+            history['iter'].append(step)
+            for group, classes in groups.items():
+                mean = float(ratio[classes].mean())
+                scalars[f'efl/{name}/g_{group}'] = mean
+                history[group].append(mean)
+        return scalars
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
@@ -120,6 +210,7 @@ class DensityLoggerHook(Hook):
             history = self.signals.setdefault(name, {key: [] for key in SIGNALS})
             for key, value in zip(SIGNALS, logged):
                 history[key].append(value)
+        scalars.update(self.efl_scalars(runner, step))
         if scalars:
             runner.visualizer.add_scalars(scalars, step=step)
 
@@ -131,6 +222,12 @@ class DensityLoggerHook(Hook):
             path = osp.join(runner.work_dir, f'density_{name.replace(".", "_")}.png')
             signals = self.signals.get(name, {key: [] for key in SIGNALS})
             plot_density(name, density, signals, path)
+            written.append(path)
+        for name, loss in efl_modules(runner.model).items():
+            path = osp.join(runner.work_dir, f'efl_{name.replace(".", "_")}.png')
+            history = self.efl_history.get(name, dict(iter=[]))
+            plot_gradient_ratio(name, loss.statistics.pos_neg.cpu(), self.image_counts,
+                                history, path)
             written.append(path)
         if written:
             runner.logger.info('DensityLoggerHook: wrote ' + ', '.join(written))

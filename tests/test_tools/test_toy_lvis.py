@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mmdet_ghm.hooks.class_counts_hook import dataset_class_counts
+from mmdet_ghm.hooks.density_logger_hook import frequency_groups, plot_gradient_ratio
 
 from .conftest import ROOT, load_tool, run
 
@@ -100,6 +101,25 @@ def test_class_counts_under_repeat_factor_sampling(toy_lvis):
     assert dataset_class_counts(balanced, len(CLASSES)) == per_file
     out = run('tools/class_counts.py', str(toy_lvis / 'annotations' / 'lvis_v1_train.json'))
     assert json.loads(out.strip().splitlines()[-1].split('=', 1)[1]) == per_file
+    # per image, as LVIS's frequency groups count (DensityLoggerHook's EFL groups)
+    images = [c['image_count'] for c in load(toy_lvis, 'train')['categories']]
+    assert images != per_file
+    assert dataset_class_counts(balanced, len(CLASSES), per_image=True) == images
+    frequency = {'r': 'rare', 'c': 'common', 'f': 'frequent'}
+    expected = {}
+    for label, category in enumerate(load(toy_lvis, 'train')['categories']):
+        expected.setdefault(frequency[category['frequency']], []).append(label)
+    assert frequency_groups(images) == expected and len(expected) == 3
+
+
+def test_frequency_group_bounds_and_plot(tmp_path):
+    counts = [0, 1, 10, 11, 100, 101, 500]
+    assert frequency_groups(counts) == dict(rare=[0, 1, 2], common=[3, 4], frequent=[5, 6])
+    assert frequency_groups([3, 4]) == dict(rare=[0, 1])
+    history = dict(iter=[1, 2], rare=[0.5, 0.2], common=[0.7, 0.6], frequent=[1.0, 0.9])
+    plot_gradient_ratio('bbox_head.loss_cls', torch.linspace(0, 1, 7), counts, history,
+                        str(tmp_path / 'efl.png'))
+    assert (tmp_path / 'efl.png').stat().st_size > 0
 
 
 def detections(dataset, relabel=None):
@@ -184,7 +204,7 @@ def tiny_options(root, size=320):
 
 
 LVIS_CONFIGS = {'focal': 'SigmoidFocalLoss', 'ghm': 'GHMCLoss',
-                'cb-focal': 'ClassBalancedFocalLoss'}
+                'cb-focal': 'ClassBalancedFocalLoss', 'efl': 'EqualizedFocalLoss'}
 
 
 @pytest.mark.parametrize('variant', LVIS_CONFIGS)
@@ -195,8 +215,11 @@ def test_lvis_config_trains_with_mmdets_own_train_py(variant, tiny_lvis, tmp_pat
     import mmdet
     train_py = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
     config = osp.join(ROOT, 'configs', 'lvis', f'retinanet_r50_fpn_{variant}-1x_lvis-v1.py')
+    options = tiny_options(tiny_lvis)
+    if variant == 'efl':  # the loss's statistics are per class
+        options.append(f'model.bbox_head.loss_cls.num_classes={len(CLASSES)}')
     log = run(train_py, config, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-              *tiny_options(tiny_lvis), cwd=str(tmp_path))
+              *options, cwd=str(tmp_path))
     assert 'Epoch(train) [1][2/2]' in log
     assert all(f'lvis/bbox_{k}:' in log for k in ('AP', 'APr', 'APc', 'APf'))
     state = torch.load(tmp_path / 'work' / 'epoch_1.pth', map_location='cpu',
@@ -213,12 +236,19 @@ def test_lvis_config_trains_with_mmdets_own_train_py(variant, tiny_lvis, tmp_pat
                                    rtol=torch.finfo(torch.float32).eps, atol=0)
     if variant == 'ghm':
         assert state['bbox_head.loss_cls.density.acc_sum'].sum() > 0  # GHM-C trained
+    if variant == 'efl':  # two iterations' statistics folded in by SyncStatisticsHook
+        statistics = {k.split('.')[-1]: v for k, v in state.items() if '.statistics.' in k}
+        assert (statistics['neg_grad'] > 0).all() and statistics['pos_grad'].sum() > 0
+        torch.testing.assert_close(
+            statistics['pos_neg'],
+            (statistics['pos_grad'] / (statistics['neg_grad'] + 1e-10)).clamp(0, 1))
 
 
-def test_toy_lvis_config_trains_and_evaluates(tiny_lvis, tmp_path):
-    """The toy-LVIS config that tools/compare_losses.py --dataset lvis trains."""
+@pytest.mark.parametrize('variant', ['cb-focal', 'efl'])
+def test_toy_lvis_config_trains_and_evaluates(variant, tiny_lvis, tmp_path):
+    """The toy-LVIS configs that tools/compare_losses.py --dataset lvis trains."""
     from .conftest import data_options
-    config = 'configs/toy_lvis/retinanet_r18_fpn_cb-focal-1000it_toy-lvis.py'
+    config = f'configs/toy_lvis/retinanet_r18_fpn_{variant}-1000it_toy-lvis.py'
     opts = [o for o in data_options(tiny_lvis, 2) if 'ann_file' not in o
             and not o.startswith('train_dataloader.dataset.data_root')]
     opts += [f'train_dataloader.dataset.dataset.data_root={tiny_lvis}/',
@@ -229,3 +259,16 @@ def test_toy_lvis_config_trains_and_evaluates(tiny_lvis, tmp_path):
     metrics = compare_losses.final_metrics(str(tmp_path), 2, 'lvis')
     assert set(compare_losses.LVIS_METRICS) <= set(metrics), log[-2000:]
     assert all(0 <= metrics[m] <= 1 for m in ('mAP', 'APr'))
+    if variant == 'efl':  # DensityLoggerHook's group means of the gradient ratio
+        state = torch.load(tmp_path / 'iter_2.pth', map_location='cpu',
+                           weights_only=False)['state_dict']
+        ratio = state['bbox_head.loss_cls.statistics.pos_neg']
+        records = [json.loads(line) for path in tmp_path.glob('*/vis_data/scalars.json')
+                   for line in open(path)]
+        logged = [r for r in records if 'efl/bbox_head.loss_cls/g_rare' in r]
+        assert [r['step'] for r in logged] == [1, 2]
+        # the tiny set has every class in 1 to 3 images: all rare
+        assert not any('g_common' in k or 'g_frequent' in k for k in logged[-1])
+        torch.testing.assert_close(logged[-1]['efl/bbox_head.loss_cls/g_rare'],
+                                   float(ratio.mean()))
+        assert (tmp_path / 'efl_bbox_head_loss_cls.png').stat().st_size > 0
