@@ -31,6 +31,10 @@ from concurrent.futures import ProcessPoolExecutor
 
 DTYPES = ('float32', 'float16', 'bfloat16')
 SHAPES = ((1000, 80), (37, 7))  # aligned and unaligned sizes specialise differently
+# The equalized focal forward's tile width follows C (equalized_focal_triton.tile_shape):
+# SHAPES give widths 16 and 8; these C give the others, 32 (VOC's 20 classes), 64
+# (LVIS's 1203) and 128, each compiled for every dtype in two layouts.
+EFL_WIDTH_CLASSES = (20, 1203, 128)
 
 
 def triton_release() -> tuple:
@@ -118,13 +122,21 @@ def stand_in_gpu(arch: int, stub: str) -> dict:
     return dict(device=arch, device_type='cuda')
 
 
+def training_call(loss):
+    """``loss`` in training mode, declared synced (what SyncStatisticsHook
+    declares), so its training calls run: the path a training step takes."""
+    from mmdet_ghm.losses import attach_sync
+    attach_sync(loss)
+    return loss.train()
+
+
 def loss_cases():
     """(description, loss module, pred, target, weight, reduction) of every
     argument layout the losses accept."""
     import torch
 
-    from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
-                                  SigmoidFocalLoss)
+    from mmdet_ghm.losses import (ClassBalancedFocalLoss, EqualizedFocalLoss, GHMCLoss,
+                                  GHMRLoss, SigmoidFocalLoss)
 
     for dtype_name, (n, c) in itertools.product(DTYPES, SHAPES):
         dtype = getattr(torch, dtype_name)
@@ -140,6 +152,10 @@ def loss_cases():
             lambda: SigmoidFocalLoss(alpha=None, impl='triton'),
             'ClassBalancedFocalLoss':
             lambda: ClassBalancedFocalLoss(class_counts=[5] * c, impl='triton'),
+            'EqualizedFocalLoss':
+            lambda: training_call(EqualizedFocalLoss(num_classes=c, impl='triton')),
+            'EqualizedFocalLoss(alpha=None)': lambda: training_call(
+                EqualizedFocalLoss(num_classes=c, alpha=None, impl='triton')),
         }
         for (name, build), (layout, target), (wmode, weight), reduction in itertools.product(
                 losses.items(), targets.items(), weights.items(), ('mean', 'none')):
@@ -152,6 +168,19 @@ def loss_cases():
             yield (f'GHMRLoss {dtype_name} {n}x4 {wmode} weight, {reduction}',
                    GHMRLoss(impl='triton'), deltas, torch.randn(n, 4).to(dtype), weight,
                    reduction)
+    for dtype_name, c, alpha in itertools.product(DTYPES, EFL_WIDTH_CLASSES, (0.25, None)):
+        n = 37
+        pred = torch.randn(n, c).to(getattr(torch, dtype_name))
+        labels = torch.randint(0, c + 1, (n, ))
+        one_hot = (labels[:, None] == torch.arange(c)).float()
+        for layout, target, wmode, weight, reduction in (
+                ('index', labels, 'row', torch.ones(n), 'mean'),
+                ('dense', one_hot, 'dense', torch.ones(n, c), 'none')):
+            yield (f'EqualizedFocalLoss(alpha={alpha}) {dtype_name} {n}x{c} {layout} target, '
+                   f'{wmode} weight, {reduction}',
+                   training_call(EqualizedFocalLoss(num_classes=c, alpha=alpha,
+                                                    impl='triton')),
+                   pred, target, weight, reduction)
 
 
 def compile_for(arch: int):

@@ -15,6 +15,7 @@ pytestmark = KERNELS
 DTYPES = {'torch.float32', 'torch.float16', 'torch.bfloat16'}
 CLS_KERNELS = ('_ghmc_forward_kernel', '_ghmc_backward_kernel', '_focal_forward_kernel',
                '_focal_backward_kernel')
+EFL_KERNELS = ('_equalized_focal_forward_kernel', '_equalized_focal_backward_kernel')
 
 
 def layouts(specs, *flags):
@@ -44,13 +45,20 @@ def test_every_specialisation_compiles_for_sm80_and_sm90(compiled):
     assert set(compiled['seconds_per_target']) == {'sm_80', 'sm_90'}
     assert compiled['specialisations']['sm_80'] == compiled['specialisations']['sm_90']
     specs = compiled['specialisations']['sm_90']
-    assert set(specs) == {'_histogram_kernel', *CLS_KERNELS}
+    assert set(specs) == {'_histogram_kernel', *CLS_KERNELS, *EFL_KERNELS}
     every = {(dtype, index, mode, reduce) for dtype in DTYPES for index in ('True', 'False')
              for mode in ('0', '1', '2') for reduce in ('True', 'False')}
-    for kernel in CLS_KERNELS:  # dtypes x index/dense targets x no/row/dense weights x reduce
+    for kernel in CLS_KERNELS + EFL_KERNELS:
+        # dtypes x index/dense targets x no/row/dense weights x reduce
         assert layouts(specs[kernel], 'TARGET_IS_INDEX', 'WEIGHT_MODE', 'REDUCE') == every
     for kernel in ('_focal_forward_kernel', '_focal_backward_kernel'):  # with and without alpha
         assert {a for *_, a in layouts(specs[kernel], 'USE_ALPHA')} == {'True', 'False'}
+    for kernel in EFL_KERNELS:  # with and without alpha, in every dtype
+        assert layouts(specs[kernel], 'USE_ALPHA') == {
+            (d, a) for d in DTYPES for a in ('True', 'False')}
+    # the equalized focal forward's tiles: every width tile_shape picks, in every dtype
+    assert layouts(specs['_equalized_focal_forward_kernel'], 'BLOCK_COLS') == {
+        (d, w) for d in DTYPES for w in ('8', '16', '32', '64', '128')}
     # GHM-C (NORM=0): every target and weight layout; GHM-R (NORM=1): dense deltas,
     # and its per-element bins written out
     hist = layouts(specs['_histogram_kernel'], 'NORM', 'TARGET_IS_INDEX', 'WEIGHT_MODE',
