@@ -1,14 +1,15 @@
 """Two gloo ranks train mmdet's one-stage detectors with our GHM losses, rank 1's
 images having no objects (run by tests/test_tools/test_ddp_no_objects.py).
 
-    python tests/ddp_no_objects.py OUT_DIR TIMEOUT_S DETECTOR [DETECTOR ...]
+    python tests/ddp_no_objects.py OUT_DIR TIMEOUT_S CELL [CELL ...]
 
-For each detector in turn both ranks build it (tests/helpers.py's
-``build_detector``: GHMCLoss as ``loss_cls``, and GHMRLoss as ``loss_bbox``
-where the head regresses deltas), wrap it in DDP, and run two SGD iterations
-with SyncStatisticsHook after each, as mmengine's Runner calls it. Each rank
-then saves the statistics of our losses and how often each loss was called to
-``OUT_DIR/DETECTOR.rank<r>.pt``. Exits 3 if the ranks have not finished within
+A CELL is DETECTOR (GHMCLoss as ``loss_cls``) or DETECTOR:LOSS (a key of
+tests/helpers.py's DETECTOR_LOSSES), with GHMRLoss as ``loss_bbox`` where the
+head regresses deltas. For each cell in turn both ranks build the detector
+(``build_detector``), wrap it in DDP, and run two SGD iterations with
+SyncStatisticsHook after each, as mmengine's Runner calls it. Each rank then
+saves the statistics buffers of our losses and how often each loss was called
+to ``OUT_DIR/CELL.rank<r>.pt``. Exits 3 if the ranks have not finished within
 TIMEOUT_S seconds (a hang), nonzero if a rank failed.
 """
 import os
@@ -27,12 +28,13 @@ sys.path.insert(0, ROOT)
 STEPS = 2
 
 
-def train(rank, detector, out_dir):
+def train(rank, cell, out_dir):
     from mmdet_ghm.hooks import SyncStatisticsHook
-    from mmdet_ghm.losses import GradientDensity
+    from mmdet_ghm.losses import RankSyncedStatistics
     from tests.helpers import DETECTORS, build_detector, detector_batch
 
-    model = build_detector(detector, 'GHMCLoss', ghmr=DETECTORS[detector][1])
+    detector, _, loss_cls = cell.partition(':')
+    model = build_detector(detector, loss_cls or 'GHMCLoss', ghmr=DETECTORS[detector][1])
     calls = {}
     for name, loss in (('loss_cls', model.bbox_head.loss_cls),
                        ('loss_bbox', getattr(model.bbox_head, 'loss_bbox', None))):
@@ -55,14 +57,14 @@ def train(rank, detector, out_dir):
         total.backward()
         optimizer.step()
         hook.after_train_iter(runner, step)
-    stats = {f'{name}.acc_sum': m.acc_sum.clone() for name, m in model.named_modules()
-             if isinstance(m, GradientDensity)}
+    stats = {f'{name}.{key}': value.clone() for name, m in model.named_modules()
+             if isinstance(m, RankSyncedStatistics) for key, value in m.state_dict().items()}
     torch.save(dict(stats=stats, calls=calls,
                     objects=sum(len(s.gt_instances) for s in data['data_samples'])),
-               os.path.join(out_dir, f'{detector}.rank{rank}.pt'))
+               os.path.join(out_dir, f'{cell}.rank{rank}.pt'))
 
 
-def rank_main(rank, out_dir, timeout, detectors, port):
+def rank_main(rank, out_dir, timeout, cells, port):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     # a collective that waits longer than this raises in gloo (a hang shows as
     # an error as well as by the parent's timeout)
@@ -71,16 +73,16 @@ def rank_main(rank, out_dir, timeout, detectors, port):
     torch.set_num_threads(1)
     from mmdet.utils import register_all_modules
     register_all_modules()
-    for detector in detectors:
-        train(rank, detector, out_dir)
+    for cell in cells:
+        train(rank, cell, out_dir)
     dist.barrier()
     # gloo's threads can keep a finished rank alive at interpreter exit
     os._exit(0)
 
 
-def main(out_dir, timeout, detectors):
+def main(out_dir, timeout, cells):
     port = 29500 + os.getpid() % 1000
-    context = mp.start_processes(rank_main, args=(out_dir, timeout, detectors, port),
+    context = mp.start_processes(rank_main, args=(out_dir, timeout, cells, port),
                                  nprocs=2, join=False, start_method='spawn')
     deadline = time.monotonic() + timeout
     while not context.join(timeout=max(deadline - time.monotonic(), 0)):

@@ -134,6 +134,8 @@ DETECTOR_LOSSES = {
     "ClassBalancedFocalLoss(loss_type='sigmoid')": dict(
         type='ClassBalancedFocalLoss', use_sigmoid=True, class_counts=DETECTOR_COUNTS,
         loss_type='sigmoid'),
+    'EqualizedFocalLoss': dict(type='EqualizedFocalLoss', use_sigmoid=True,
+                               num_classes=DETECTOR_CLASSES),
 }
 GHMR = dict(type='GHMRLoss', mu=0.02, bins=10, momentum=0.7, loss_weight=10.0)
 QUALITY_TARGETS = 'need a quality-aware loss'  # our error for (labels, scores) targets

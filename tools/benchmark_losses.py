@@ -108,9 +108,13 @@ def cases(inp, impl):
     from mmdet.models.losses import (GHMC, GHMR, CrossEntropyLoss, FocalLoss,
                                      SmoothL1Loss)
 
-    from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
-                                  SigmoidFocalLoss)
+    from mmdet_ghm.losses import (ClassBalancedFocalLoss, EqualizedFocalLoss, GHMCLoss,
+                                  GHMRLoss, SigmoidFocalLoss, attach_sync)
     cls = (inp['logits'], (inp['labels'], inp['label_weights']))
+    efl = EqualizedFocalLoss(num_classes=NUM_CLASSES, impl=impl)
+    attach_sync(efl)  # its statistics pile up in `pending`, never folded here
+    # a gradient ratio per class from 0 to 1, as after some training: gammas 10 to 2
+    efl.statistics.pos_neg.copy_(torch.linspace(0, 1, NUM_CLASSES))
     avg = dict(avg_factor=inp['num_pos'])
     counts = [1000 * (k + 1) for k in range(NUM_CLASSES)]
     bce = (lambda x, y: F.binary_cross_entropy_with_logits(x, y))
@@ -138,6 +142,10 @@ def cases(inp, impl):
         ('CB focal', 'mmdet FocalLoss', 'mmdet', FocalLoss(use_sigmoid=True), *cls, avg),
         ('CB focal', 'BCE floor', 'floor', bce, inp['logits'], (inp['one_hot'], ), {}),
         ('CB focal', 'mmdet CrossEntropyLoss', 'plain', sigmoid_ce, *cls, avg),
+        ('EFL', 'EqualizedFocalLoss (ours)', 'ours', efl, *cls, avg),
+        ('EFL', 'mmdet FocalLoss', 'mmdet', FocalLoss(use_sigmoid=True), *cls, avg),
+        ('EFL', 'BCE floor', 'floor', bce, inp['logits'], (inp['one_hot'], ), {}),
+        ('EFL', 'mmdet CrossEntropyLoss', 'plain', sigmoid_ce, *cls, avg),
     ]
 
 
@@ -145,7 +153,7 @@ def fused_bytes(inp, group):
     """Bytes the fused Triton path moves for one forward + backward: logits read
     three times (histogram, loss, gradient), labels/weights per pass, gradient
     written once. Only for the classification kernels."""
-    if group not in ('GHM-C', 'Focal', 'CB focal'):
+    if group not in ('GHM-C', 'Focal', 'CB focal', 'EFL'):
         return None
     logits = inp['logits']
     passes = 3 if group == 'GHM-C' else 2
@@ -322,6 +330,8 @@ def main():
                 row['ours/floor'] = seconds / times[(group, 'floor')]
                 row['ours/plain'] = against_mmdet[key] / times[(group, 'plain')]
                 row['ours/mmdet'] = against_mmdet[key] / times[(group, 'mmdet')]
+            if key == ('EFL', 'ours'):  # both timed in the pass against the floors
+                row['ours/our focal'] = seconds / times[('Focal', 'ours')]
             results.append(row)
         print_table(size, [r for r in results if r['size'] == size])
 
@@ -346,6 +356,9 @@ def print_table(size, rows):
         bw = f'{r["achieved_GBps"]:.0f}' if 'achieved_GBps' in r else ''
         print(f'{r["name"]:<32}{r["median_ms"]:>11.1f}{ratio("ours/mmdet"):>12}'
               f'{ratio("ours/floor"):>11}{ratio("ours/plain"):>11}{bw:>8}')
+    for r in rows:
+        if 'ours/our focal' in r:
+            print(f'{r["name"]} / SigmoidFocalLoss (ours): {r["ours/our focal"]:.3f}')
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ import torch
 from mmdet.utils import register_all_modules
 
 import mmdet_ghm  # noqa: F401  (registration)
+from mmdet_ghm.losses import attach_sync, sync_statistics
 
 from ..helpers import (DETECTOR_LOSSES, DETECTORS, QUALITY_TARGETS, build_detector,
                        detector_batch)
@@ -28,8 +29,10 @@ CELLS = [(det, loss, False) for det in DETECTORS for loss in DETECTOR_LOSSES] + 
 
 
 def train_two_iterations(model):
-    """Calls of our losses, and the losses of each iteration."""
+    """Calls of our losses, and the losses of each iteration, with our losses'
+    statistics folded in after each iteration as SyncStatisticsHook does."""
     calls = []
+    attach_sync(model)
     head = model.bbox_head
     for loss in (head.loss_cls, getattr(head, 'loss_bbox', None)):
         if type(loss).__module__.startswith('mmdet_ghm'):
@@ -44,6 +47,7 @@ def train_two_iterations(model):
         optimizer.zero_grad()
         sum(v.sum() for v in values).backward()
         optimizer.step()
+        sync_statistics(model)
         history.append(values)
     return calls, history
 

@@ -211,3 +211,31 @@ def test_class_count_mismatch():
     pred, labels, weight, _ = iteration_inputs(0)
     with pytest.raises(ValueError, match='pred has 6 classes but num_classes is 7'):
         EqualizedFocalLoss(num_classes=7).eval()(pred, labels, weight)
+
+
+def test_several_ranks_sum_their_statistics(monkeypatch):
+    """sync_statistics with a stand-in all-reduce of two identical ranks: EFL's
+    iteration sums are summed over the ranks (the authors' all-reduce), GHM's EMA
+    averaged; both in the one collective."""
+    from mmdet_ghm.losses import GHMCLoss, rank_sync
+    calls = []
+
+    def all_reduce(tensor):
+        calls.append(tensor.numel())
+        tensor.mul_(2)
+
+    monkeypatch.setattr(rank_sync, 'distributed_world_size', lambda: 2)
+    monkeypatch.setattr(rank_sync.dist, 'all_reduce', all_reduce)
+    model = torch.nn.ModuleDict(dict(efl=EqualizedFocalLoss(num_classes=6, impl='torch'),
+                                     ghmc=GHMCLoss(impl='torch')))
+    attach_sync(model)
+    pred, labels, weight, normalizer = iteration_inputs(0)
+    model['efl'](pred, labels, weight, avg_factor=normalizer)
+    model['ghmc'](pred, labels, weight)
+    local = model['efl'].statistics.pending.clone()
+    ema = model['ghmc'].density.acc_sum.clone()
+    sync_statistics(model)
+    assert calls == [2 * 6 + 30]
+    assert torch.equal(model['efl'].statistics.pos_grad, 2 * local[0])
+    assert torch.equal(model['efl'].statistics.neg_grad, 2 * local[1])
+    assert torch.equal(model['ghmc'].density.acc_sum, ema)

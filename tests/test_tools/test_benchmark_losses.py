@@ -27,7 +27,8 @@ def test_table_divides_each_loss_by_its_floor_and_mmdet(tmp_path):
     assert {(r['size'], r['anchors']) for r in rows} == {('300', 300)}
     ms = {(r['group'], r['role']): r['median_ms'] for r in rows}
     ours = {r['group']: r for r in rows if r['role'] == 'ours'}
-    assert set(ours) == {'GHM-C', 'GHM-R', 'Focal', 'CB focal'}
+    assert set(ours) == {'GHM-C', 'GHM-R', 'Focal', 'CB focal', 'EFL'}
+    assert ours['EFL']['ours/our focal'] == ours['EFL']['median_ms'] / ms[('Focal', 'ours')]
     for group, row in ours.items():
         assert row['ours/floor'] == row['median_ms'] / ms[(group, 'floor')]
         assert row['ours/mmdet'] > 0
@@ -36,9 +37,10 @@ def test_table_divides_each_loss_by_its_floor_and_mmdet(tmp_path):
                             ms[(group, 'mmdet')] / ms[(group, 'plain')],
                             rel_tol=8 * sys.float_info.epsilon)
     # one measurement of the BCE floor (and of mmdet's sigmoid cross-entropy)
-    # serves the three classification losses
+    # serves the four classification losses
     for role in ('floor', 'plain'):
-        assert ms[('GHM-C', role)] == ms[('Focal', role)] == ms[('CB focal', role)]
+        assert (ms[('GHM-C', role)] == ms[('Focal', role)] == ms[('CB focal', role)]
+                == ms[('EFL', role)])
         assert ms[('GHM-R', role)] != ms[('GHM-C', role)]
     assert ms[('GHM-R', 'plain')] != ms[('GHM-R', 'floor')]
 
