@@ -40,7 +40,8 @@ NARROW_TILE_COLS = 8
 
 def tile_shape(num_cols: int):
     """``(BLOCK_ROWS, BLOCK_COLS)`` of the forward tiles for C = ``num_cols``:
-    the width that pads C least (the widest of those that pad it equally), and
+    the width of TILE_COLS that pads C least (the widest of those that pad it
+    equally; 8 where C fits in it), and
     as many rows as make a TILE. C = 80 gives 64 x 16 tiles (no padding), 1203
     gives 16 x 64 (1216 columns), 7 gives 128 x 8."""
     if num_cols <= NARROW_TILE_COLS:
@@ -69,7 +70,8 @@ def _load_tile(pred_ptr, target_ptr, weight_ptr, rows, cols, num_rows, C,
                TARGET_IS_INDEX: tl.constexpr, WEIGHT_MODE: tl.constexpr):
     """fp32 pred x, target y and label weight w of the tile ``rows x cols`` and
     its element offsets: ``load_elements`` in 2D. Outside the (N, C) elements
-    x = y = w = 0, so those lanes add 0 to every sum."""
+    x = w = 0, so those lanes add 0 to every sum (y may be 1 there: the
+    background label C against a padding column C)."""
     row_mask = rows < num_rows
     mask = row_mask[:, None] & (cols < C)[None, :]
     offs = rows[:, None] * C + cols[None, :]
