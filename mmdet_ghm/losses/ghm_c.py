@@ -8,6 +8,7 @@ from torch.nn.modules.module import register_module_module_registration_hook
 
 from .. import ops
 from .gradient_density import GradientDensity
+from .mmdet_keys import register_mmdet_keys_hook
 from .utils import (always_sigmoid, check_reduction, normalise, reject_unknown_keys,
                     resolve_reduction)
 
@@ -59,6 +60,8 @@ class GHMCLoss(nn.Module):
         self.loss_weight = loss_weight
         self.impl = impl
         self.density = GradientDensity(bins, momentum, sync=sync_density, owner=name)
+        # a checkpoint of mmdet's GHMC loads with its EMA (acc_sum -> density.acc_sum)
+        register_mmdet_keys_hook(self)
 
     config_uses_sigmoid = staticmethod(always_sigmoid)
 

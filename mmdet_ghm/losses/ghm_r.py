@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from .gradient_density import GradientDensity
+from .mmdet_keys import register_mmdet_keys_hook
 from .utils import check_reduction, normalise, reject_unknown_keys, resolve_reduction
 
 
@@ -55,6 +56,8 @@ class GHMRLoss(nn.Module):
         self.reduction = reduction
         self.loss_weight = loss_weight
         self.density = GradientDensity(bins, momentum, sync=sync_density, owner=name)
+        # a checkpoint of mmdet's GHMR loads with its EMA (acc_sum -> density.acc_sum)
+        register_mmdet_keys_hook(self)
 
     def forward(self,
                 pred: Tensor,
