@@ -79,8 +79,14 @@ COUNTS = [90, 30, 10, 5, 3, 2, 1]  # class counts of ClassBalancedFocalLoss for 
 
 
 def _losses():
-    from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
-                                  SigmoidFocalLoss)
+    from mmdet_ghm.losses import (ClassBalancedFocalLoss, EqualizedFocalLoss, GHMCLoss,
+                                  GHMRLoss, SigmoidFocalLoss, attach_sync)
+
+    def equalized_focal(impl='auto'):
+        loss = EqualizedFocalLoss(num_classes=7, impl=impl)
+        attach_sync(loss)  # as SyncStatisticsHook does; its sums are never folded here
+        return loss
+
     return {
         'GHMCLoss': (lambda impl='auto': GHMCLoss(impl=impl), make_cls_inputs),
         'GHMRLoss': (lambda impl='auto': GHMRLoss(impl=impl), make_reg_inputs),
@@ -88,6 +94,7 @@ def _losses():
                              make_cls_inputs),
         'ClassBalancedFocalLoss': (lambda impl='auto': ClassBalancedFocalLoss(
             class_counts=COUNTS, impl=impl), make_cls_inputs),
+        'EqualizedFocalLoss': (equalized_focal, make_cls_inputs),
     }
 
 

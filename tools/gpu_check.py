@@ -93,7 +93,20 @@ def loss_cases(inp):
         ('ClassBalancedFocalLoss', 'CB focal',
          lambda impl: losses.ClassBalancedFocalLoss(class_counts=counts, impl=impl),
          inp['logits'], cls, avg),
+        ('EqualizedFocalLoss', 'EFL', functools.partial(equalized_focal, losses,
+                                                        inp['logits'].shape[1]),
+         inp['logits'], cls, avg),
     ]
+
+
+def equalized_focal(losses, num_classes, impl):
+    """EqualizedFocalLoss in training with a gradient ratio from 0 to 1 over the
+    classes (focusing factors 10 to 2, as after some training); its gradient sums
+    pile up, unfolded, over the steps."""
+    loss = losses.EqualizedFocalLoss(num_classes=num_classes, impl=impl)
+    losses.attach_sync(loss)
+    loss.statistics.pos_neg.copy_(torch.linspace(0, 1, num_classes))
+    return loss
 
 
 def mmdet_loss(group):
@@ -130,14 +143,18 @@ def sync_errors(device):
 
 
 def run_steps(loss, pred, args, kwargs, device):
-    """STEPS forward + backward calls; the last loss, gradient and EMA."""
+    """STEPS forward + backward calls; the last loss, gradient and state: GHM's
+    EMA, EFL's gradient sums of the steps."""
     with sync_errors(device):
         for _ in range(STEPS):
             x = pred.detach().requires_grad_()
             value = loss(x, *args, **kwargs)
             value.backward()
-    density = getattr(loss, 'density', None)
-    return value.detach(), x.grad, None if density is None else density.acc_sum.clone()
+    if hasattr(loss, 'density'):
+        return value.detach(), x.grad, loss.density.acc_sum.clone()
+    if hasattr(loss, 'statistics'):
+        return value.detach(), x.grad, loss.statistics.pending.clone()
+    return value.detach(), x.grad, None
 
 
 def compare(inp, device):
@@ -271,8 +288,9 @@ def print_table(checks, times, notes=()):
             print(f'    {error}')
         for error in t.get('errors', []):
             print(f'    timing {error}')
-    print(f'value / grad / EMA: relative L2 error of impl=triton against impl=torch after '
-          f'{STEPS} steps (on CUDA under sync debug mode), at most {RTOL:.1e}.')
+    print('value / grad / EMA (GHM: the EMA; EFL: its gradient sums): relative L2 error '
+          f'of impl=triton against impl=torch after {STEPS} steps (on CUDA under sync '
+          f'debug mode), at most {RTOL:.1e}.')
     for note in notes:
         print(note)
 

@@ -2,6 +2,7 @@
 CPU and for GPUs whose triton cannot build the kernels. Index labels run a
 hand-written forward and backward by row chunks; dense (N, C) targets the
 elementwise ``functional.sigmoid_focal_loss`` through autograd."""
+import contextlib
 from typing import Optional
 
 import torch
@@ -113,7 +114,12 @@ def _add_gradient_sums(stats, grad, row_weight, col, pos):
     y = 1, >= 0 for y = 0), so one signed column sum (a matrix-vector product)
     and the positive rows' label columns give both; the clamp keeps a negative
     sum's rounding (where the two nearly cancel) from going below 0."""
-    signed = grad.sum(0) if row_weight is None else (row_weight.T @ grad).squeeze(0)
+    # a matmul under autocast (the loss called in its region) would run in its
+    # lower precision; autocast exists for CPU and CUDA tensors only
+    no_autocast = (torch.autocast(grad.device.type, enabled=False)
+                   if grad.device.type in ('cpu', 'cuda') else contextlib.nullcontext())
+    with no_autocast:
+        signed = grad.sum(0) if row_weight is None else (row_weight.T @ grad).squeeze(0)
     pos_abs = torch.where(pos, grad.gather(1, col).neg(), 0.0)
     if row_weight is not None:
         pos_abs = pos_abs * row_weight

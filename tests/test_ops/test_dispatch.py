@@ -127,7 +127,8 @@ def forward_backward(loss, pred, *args):
 
 
 ALL_KERNELS = ('_histogram_kernel', '_ghmc_forward_kernel', '_ghmc_backward_kernel',
-               '_focal_forward_kernel', '_focal_backward_kernel')
+               '_focal_forward_kernel', '_focal_backward_kernel',
+               '_equalized_focal_forward_kernel', '_equalized_focal_backward_kernel')
 
 
 @RUNS_KERNELS

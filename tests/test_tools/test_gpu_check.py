@@ -16,7 +16,8 @@ from .conftest import ROOT, load_tool
 gpu_check = load_tool('gpu_check')
 
 CPU = torch.device('cpu')
-LOSSES = ['GHMCLoss', 'GHMRLoss', 'SigmoidFocalLoss', 'ClassBalancedFocalLoss']
+LOSSES = ['GHMCLoss', 'GHMRLoss', 'SigmoidFocalLoss', 'ClassBalancedFocalLoss',
+          'EqualizedFocalLoss']
 
 # A sitecustomize that makes mmdet, mmengine and mmcv look uninstalled to every
 # import of the process it starts in (put on PYTHONPATH, it runs before the tool).
@@ -77,7 +78,8 @@ def test_kernels_match_the_twin(capsys):
     assert [r['loss'] for r in rows] == LOSSES
     for row in rows:
         assert row['ok'] and row['value'] <= gpu_check.RTOL and row['grad'] <= gpu_check.RTOL
-    assert {r['loss'] for r in rows if 'ema' in r} == {'GHMCLoss', 'GHMRLoss'}
+    assert {r['loss'] for r in rows if 'ema' in r} == {'GHMCLoss', 'GHMRLoss',
+                                                       'EqualizedFocalLoss'}
     assert 'GHMCLoss' in capsys.readouterr().out
 
 
