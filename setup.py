@@ -20,9 +20,9 @@ setup(
     long_description=(ROOT / 'README.md').read_text(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mmdet_ghm', 'mmdet_ghm.*']),
-    # the Makefile's pins (numpy 2.4, pytest 9.2) have no wheels below 3.11; the
-    # package itself runs where mmdet 3.3 and torch do
-    python_requires='>=3.8',
+    # the build needs setuptools >= 77 (pyproject.toml), which needs Python 3.9; the
+    # Makefile's pins (numpy 2.4, pytest 9.2) have no wheels below 3.11
+    python_requires='>=3.9',
     # Ranges, not pins: users install into their own torch/mmcv environment.
     # The Makefile installs the exact pins of requirements/*.txt.
     install_requires=['torch', 'mmcv>=2.0.0rc4,<2.2.0', 'mmengine>=0.10,<0.11',
@@ -31,6 +31,9 @@ setup(
         # for a CPU torch: what requirements/triton.txt installs (the interpreter
         # the tests use needs >= 3.0); a CUDA torch brings its own triton
         'triton': read_requirements('triton.txt'),
+        # the LVIS configs: mmdet's LVISV1Dataset and LVISMetric import lvis (the
+        # official lvis-api's release on PyPI; requirements/runtime.txt pins it)
+        'lvis': ['lvis>=0.5.3'],
         'tests': read_requirements('tests.txt'),
     },
     license='Apache-2.0',
