@@ -76,7 +76,8 @@ test: env
 $(TOY): tools/make_toy_coco.py | $(S)/package
 	$(PY) tools/make_toy_coco.py --out data/toy_coco
 
-# Trains the toy GHM RetinaNet on the CPU (~10 min), evaluates it with CocoMetric,
+# Trains the toy GHM RetinaNet on the CPU (13 to 17 min on one thread of a 2-core AMD
+# EPYC: the ghm_mu0.2 runs of docs/toy_results.json), evaluates it with CocoMetric,
 # prints its mAP next to the README's range over seeds, and leaves checkpoint, logs
 # and the density plots in work_dirs/ghm_retinanet_toy.
 demo: env $(TOY)
@@ -96,9 +97,9 @@ $(TOY_LVIS): tools/make_toy_lvis.py tools/make_toy_coco.py | $(S)/package
 compare-lvis: env $(TOY_LVIS)
 	$(PY) tools/compare_losses.py --dataset lvis --seeds 3 --variants focal ghm cb_focal --jobs 2
 
-# Compiles every kernel specialisation with each triton release of the supported
-# range (installed side by side under ~/.cache/mmdet-ghm-compat) for sm_80 and
-# sm_90, and prints the README's table. Downloads each release once; not in CI.
+# Compiles every kernel specialisation with the last patch release of each triton
+# minor, 2.1 to 3.9 (installed side by side under ~/.cache/mmdet-ghm-compat) for
+# sm_80 and sm_90, and prints the README's table. Downloads each release once; not in CI.
 compat: env
 	$(PY) tools/triton_compat.py
 
