@@ -134,6 +134,19 @@ class EqualizedFocalLoss(nn.Module):
 
     config_uses_sigmoid = staticmethod(always_sigmoid)
 
+    def factors(self):
+        """The focusing factors gamma_j (C,) and the focal coefficients (alpha,
+        the weighting factors as class weights) of the current ratio g_j. They
+        change only when g_j does (a fold, a checkpoint load: its version
+        counter moves), so they are kept until then rather than made in every
+        call (a call per FPN level)."""
+        ratio = self.statistics.pos_neg
+        key = (ratio._version, ratio.data_ptr(), ratio.device)
+        if getattr(self, '_factors', (None, ))[0] != key:
+            gamma_j, weight_j = equalized_factors(ratio, self.gamma, self.scale_factor)
+            self._factors = key, (gamma_j, ops.FocalCoefficients(self.alpha, weight_j, None))
+        return self._factors[1]
+
     def forward(self,
                 pred: Tensor,
                 target: Tensor,
@@ -165,12 +178,9 @@ class EqualizedFocalLoss(nn.Module):
                              "head's.")
         if self.training:
             self.statistics.check_sync_attached()
-        gamma_j, weight_j = equalized_factors(self.statistics.pos_neg, self.gamma,
-                                              self.scale_factor)
-        loss, grad_sums = ops.equalized_focal(
-            name, self.impl, inputs, gamma_j, ops.FocalCoefficients(self.alpha, weight_j,
-                                                                    None),
-            reduction != 'none')
+        gamma_j, coefficients = self.factors()
+        loss, grad_sums = ops.equalized_focal(name, self.impl, inputs, gamma_j, coefficients,
+                                              reduction != 'none')
         denominator = mean_denominator(name, reduction, avg_factor, pred.numel())
         if self.training:
             # |dL/dx| of the returned loss: the sums scaled as the loss is

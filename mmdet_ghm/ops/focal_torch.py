@@ -72,8 +72,8 @@ def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
         # buffer of 1 - p unless given one
         one_minus_p = torch.neg(sp).exp_()
         out = one_minus_p if grad is None else grad
-        if isinstance(gamma, Tensor):
-            grad = torch.add(p, one_minus_p.mul_(sp).mul_(gamma), out=out)
+        if isinstance(gamma, Tensor):  # one gamma per class column
+            grad = torch.addcmul(p, one_minus_p.mul_(sp), gamma, out=out)
         else:
             grad = torch.add(p, one_minus_p.mul_(sp), alpha=gamma, out=out)
         grad.mul_(mod).mul_(neg_coef)
@@ -81,11 +81,10 @@ def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
             grad.mul_(weight)
         p_col = torch.sigmoid(x_col)
         del p, one_minus_p
-        pos_grad = mod_col * (-gamma_col * p_col * bce_col - (1 - p_col))
-        grad.scatter_(1, col, torch.where(pos, pos_grad * pos_coef_col,
-                                          grad.gather(1, col)))
+        pos_grad = mod_col * (-gamma_col * p_col * bce_col - (1 - p_col)) * pos_coef_col
+        grad.scatter_(1, col, torch.where(pos, pos_grad, grad.gather(1, col)))
         if stats is not None:
-            _add_gradient_sums(stats, grad, row_weight, col, pos)
+            _add_gradient_sums(stats, grad, row_weight, col, torch.where(pos, pos_grad, 0.0))
     loss = mod.mul_(sp)
     del sp
     pos_loss = mod_col * bce_col * pos_coef_col
@@ -107,25 +106,25 @@ def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
     return (loss if losses is None else losses.copy_(loss)), grad
 
 
-def _add_gradient_sums(stats, grad, row_weight, col, pos):
+def _add_gradient_sums(stats, grad, row_weight, col, label_grad):
     """Adds to ``stats`` (2, C) the column sums of ``|grad|`` (times the row
     weights) over the positive elements (row 0) and the negative ones (row 1).
     With 0/1 targets the sign of each element's gradient is known (<= 0 for
     y = 1, >= 0 for y = 0), so one signed column sum (a matrix-vector product)
-    and the positive rows' label columns give both; the clamp keeps a negative
-    sum's rounding (where the two nearly cancel) from going below 0."""
+    and ``label_grad`` (N, 1), the gradient at each positive row's label column
+    (0 elsewhere), give both; the clamp keeps a negative sum's rounding (where
+    the two nearly cancel) from going below 0."""
     # a matmul under autocast (the loss called in its region) would run in its
     # lower precision; autocast exists for CPU and CUDA tensors only
     no_autocast = (torch.autocast(grad.device.type, enabled=False)
                    if grad.device.type in ('cpu', 'cuda') else contextlib.nullcontext())
     with no_autocast:
-        signed = grad.sum(0) if row_weight is None else (row_weight.T @ grad).squeeze(0)
-    pos_abs = torch.where(pos, grad.gather(1, col).neg(), 0.0)
+        signed = grad.sum(0) if row_weight is None else (row_weight.T @ grad).view(-1)
     if row_weight is not None:
-        pos_abs = pos_abs * row_weight
-    pos_sum = torch.zeros_like(signed).scatter_add_(0, col.squeeze(1), pos_abs.squeeze(1))
-    stats[0] += pos_sum
-    stats[1] += (signed + pos_sum).clamp_(min=0)
+        label_grad = label_grad * row_weight
+    minus_pos = torch.zeros_like(signed).scatter_add_(0, col.view(-1), label_grad.view(-1))
+    stats[0] -= minus_pos
+    stats[1] += (signed - minus_pos).clamp_(min=0)
 
 
 def _at(coef, col):
