@@ -73,7 +73,7 @@ def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
         one_minus_p = torch.neg(sp).exp_()
         out = one_minus_p if grad is None else grad
         if isinstance(gamma, Tensor):  # one gamma per class column
-            grad = torch.addcmul(p, one_minus_p.mul_(sp), gamma, out=out)
+            grad = torch.add(p, one_minus_p.mul_(sp).mul_(gamma), out=out)
         else:
             grad = torch.add(p, one_minus_p.mul_(sp), alpha=gamma, out=out)
         grad.mul_(mod).mul_(neg_coef)
