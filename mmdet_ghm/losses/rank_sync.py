@@ -98,15 +98,15 @@ def sync_statistics(model: nn.Module) -> None:
     """Reduces the statistics of the model's losses across ranks: one all-reduce
     (sum) of the concatenation of every module's with ``sync``, in module order
     (the same on every rank, as every rank builds the same model); the others
-    take their own. Must be called on every rank the same number of times
-    (once per iteration). Without torch.distributed or with one rank nothing
-    is communicated."""
+    that fold per iteration take their own. Must be called on every rank the
+    same number of times (once per iteration). Without torch.distributed or
+    with one rank nothing is communicated."""
     world_size = distributed_world_size()
     modules = [m for m in model.modules()
                if isinstance(m, RankSyncedStatistics) and m.statistics_to_sum() is not None]
     shared = [m for m in modules if m.sync] if world_size > 1 else []
     for module in modules:
-        if module not in shared:
+        if module not in shared and module.folds_per_iteration:
             module.load_sum(module.statistics_to_sum(), 1)
     if not shared:
         return

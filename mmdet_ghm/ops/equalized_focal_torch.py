@@ -2,7 +2,8 @@
 for the CPU and for GPUs whose triton cannot build the kernels. The focal loss
 with one gamma per class, and the sums of ``|d loss / dx|`` per class over the
 positive and the negative elements, computed in the same pass. Index labels run
-focal_torch's hand-written forward and backward by row chunks; dense (N, C)
+focal_torch's hand-written forward and backward by row chunks (its
+``IndexLabelFocal`` with a (C,) gamma and the sums); dense (N, C)
 targets the elementwise ``functional.sigmoid_focal_loss`` through autograd."""
 from typing import Optional, Tuple
 
@@ -11,38 +12,7 @@ from torch import Tensor
 
 from ..functional.dtype import compute_dtype
 from ..functional.focal import sigmoid_focal_loss
-from .focal_torch import _focal_rows
-from .torch_chunks import backward_by_rows, forward_by_rows, rows_of
-
-
-class IndexLabelEqualizedFocal(torch.autograd.Function):
-    """:class:`focal_torch.IndexLabelFocal` with a (C,) gamma, also returning
-    the (2, C) fp32 gradient sums (not differentiable). Arguments as
-    :func:`equalized_focal_index_loss`."""
-
-    @staticmethod
-    def forward(ctx, logits, labels, weight, gamma, neg_coef, pos_coef, reduce: bool):
-        x = logits.to(compute_dtype(logits))
-        coefs = (neg_coef, pos_coef)
-        row_weight = weight if weight is not None and weight.shape[1] == 1 else None
-        elem_weight = None if row_weight is not None else weight
-        gamma = gamma.to(x.dtype)
-        sums = x.new_zeros(2, x.shape[1])
-
-        def loss_rows(rows, need_grad, losses, grad):
-            # the gradient is computed even where no backward follows: the sums need it
-            return _focal_rows(x[rows], labels[rows], rows_of(elem_weight, rows),
-                               rows_of(row_weight, rows), gamma, coefs, reduce, True,
-                               losses, grad, sums)
-
-        value = forward_by_rows(ctx, logits, x, row_weight, reduce, loss_rows)
-        sums = sums.float()
-        ctx.mark_non_differentiable(sums)
-        return value, sums
-
-    @staticmethod
-    def backward(ctx, grad_out, grad_sums):
-        return (backward_by_rows(ctx, grad_out), ) + (None, ) * 6
+from .focal_torch import IndexLabelFocal
 
 
 def equalized_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[Tensor],
@@ -65,9 +35,11 @@ def equalized_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[
         of each class column of ``|d loss / dx|`` (label weights included) of
         the positive (row 0) and the negative (row 1) elements.
     """
-    return IndexLabelEqualizedFocal.apply(
-        logits, labels, weight, gamma,
-        *coefficients.column_factors(compute_dtype(logits)), reduce)
+    dtype = compute_dtype(logits)
+    sums = logits.new_zeros(2, logits.shape[1], dtype=dtype)
+    loss = IndexLabelFocal.apply(logits, labels, weight, gamma.to(dtype),
+                                 *coefficients.column_factors(dtype), reduce, sums)
+    return loss, sums.float()
 
 
 def equalized_focal_dense_loss(logits: Tensor, targets: Tensor, weight: Tensor,

@@ -23,11 +23,15 @@ class IndexLabelFocal(torch.autograd.Function):
     fixed on N gathered values. The gradient shares those intermediates and is
     the only N x C tensor kept for the backward. Runs over row chunks (see
     ``torch_chunks``); row weights (N, 1) scale the row sums and the backward's
-    ``grad_out``. Arguments as :func:`sigmoid_focal_index_loss`.
+    ``grad_out``. Arguments as :func:`sigmoid_focal_index_loss`; the equalized
+    focal loss gives a (C,) ``gamma`` and a (2, C) ``sums`` tensor, into which
+    the gradient sums of ``_focal_rows`` are added (the gradient is then
+    computed even where no backward follows).
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, weight, gamma, neg_coef, pos_coef, reduce: bool):
+    def forward(ctx, logits, labels, weight, gamma, neg_coef, pos_coef, reduce: bool,
+                sums=None):
         x = logits.to(compute_dtype(logits))
         coefs = (neg_coef, pos_coef)
         row_weight = weight if weight is not None and weight.shape[1] == 1 else None
@@ -36,13 +40,13 @@ class IndexLabelFocal(torch.autograd.Function):
         def loss_rows(rows, need_grad, losses, grad):
             return _focal_rows(x[rows], labels[rows], rows_of(elem_weight, rows),
                                rows_of(row_weight, rows), gamma, coefs, reduce,
-                               need_grad, losses, grad)
+                               need_grad or sums is not None, losses, grad, sums)
 
         return forward_by_rows(ctx, logits, x, row_weight, reduce, loss_rows)
 
     @staticmethod
     def backward(ctx, grad_out):
-        return (backward_by_rows(ctx, grad_out), ) + (None, ) * 6
+        return (backward_by_rows(ctx, grad_out), ) + (None, ) * 7
 
 
 def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
