@@ -273,17 +273,20 @@ def timings(inp, device, with_mmdet):
 
 
 def print_table(checks, times, notes=()):
-    print(f'{"loss":<24}{"value":>9}{"grad":>9}{"EMA":>9}  {"ok":<4}{"ms":>8}{"x BCE":>7}'
-          f'{"BCE ms":>8}{"mmdet ms":>10}{"GB/s":>7}{"peak":>6}')
+    # Cells are joined by a space so that a wide number (a slow CPU run in the
+    # tests, a large size here) never runs into its neighbour.
+    columns = [('ms', 'ms', '.2f', 8), ('x BCE', 'x_bce', '.2f', 6),
+               ('BCE ms', 'bce_ms', '.2f', 7), ('mmdet ms', 'mmdet_ms', '.2f', 9),
+               ('GB/s', 'GBps', '.0f', 6), ('peak', 'peak_share', '.0%', 5)]
     fmt = lambda row, k, f: format(row[k], f) if k in row else '-'  # noqa: E731
+    print(' '.join([f'{"loss":<24}', f'{"value":>8}', f'{"grad":>8}', f'{"EMA":>8}',
+                    f'{"ok":<3}'] + [f'{head:>{width}}' for head, _, _, width in columns]))
     for check in checks:
         t = times.get(check['loss'], {})
-        print(f'{check["loss"]:<24}{fmt(check, "value", ".1e"):>9}'
-              f'{fmt(check, "grad", ".1e"):>9}{fmt(check, "ema", ".1e"):>9}  '
-              f'{"yes" if check["ok"] else "NO":<4}{fmt(t, "ms", ".2f"):>8}'
-              f'{fmt(t, "x_bce", ".2f"):>7}{fmt(t, "bce_ms", ".2f"):>8}'
-              f'{fmt(t, "mmdet_ms", ".2f"):>10}{fmt(t, "GBps", ".0f"):>7}'
-              f'{fmt(t, "peak_share", ".0%"):>6}')
+        print(' '.join([f'{check["loss"]:<24}'] + [
+            f'{fmt(check, key, ".1e"):>8}' for key in ('value', 'grad', 'ema')] + [
+            f'{"yes" if check["ok"] else "NO":<3}'] + [
+            f'{fmt(t, key, spec):>{width}}' for _, key, spec, width in columns]))
         for error in [check['error']] if 'error' in check else []:
             print(f'    {error}')
         for error in t.get('errors', []):

@@ -166,3 +166,16 @@ def test_a_failing_timing_leaves_the_others(monkeypatch, capsys, with_mmdet):
     columns = focal.split()  # loss value grad EMA ok ms x-BCE BCE mmdet GB/s peak
     assert len(columns) == 11 and '-' not in columns[5:8] + columns[9:]
     assert (columns[8] == '-') != with_mmdet
+
+
+def test_wide_numbers_keep_their_columns(capsys):
+    # A slow run (the interpreter on a loaded CPU) gives ms and ratios wider
+    # than their headers; each must still read as one whitespace-separated cell.
+    check = {'loss': 'GHMCLoss', 'value': 1e-7, 'grad': 2e-7, 'ema': 3e-7, 'ok': True}
+    wide = {'ms': 12345.678, 'x_bce': 10531.3, 'bce_ms': 1.17, 'mmdet_ms': 98765.4,
+            'GBps': 1234567.0, 'peak_share': 123.45, 'errors': []}
+    gpu_check.print_table([check], {'GHMCLoss': wide})
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith('GHMCLoss'))
+    assert row.split() == ['GHMCLoss', '1.0e-07', '2.0e-07', '3.0e-07', 'yes', '12345.68',
+                           '10531.30', '1.17', '98765.40', '1234567', '12345%']
