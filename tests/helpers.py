@@ -59,11 +59,6 @@ def ramp_like(loss):
     return torch.linspace(0.5, 1.5, loss.numel()).view(loss.shape)
 
 
-def one_hot(labels, num_classes):
-    """(N,) labels in [0, C] as (N, C) fp32 one-hot targets; C (background) all 0."""
-    return (labels[:, None] == torch.arange(num_classes, device=labels.device)).float()
-
-
 def loss_and_grad(loss_fn, pred, *args, grad_out=torch.ones_like, calls=1, **kwargs):
     """The loss and the gradient of ``pred`` of the last of ``calls`` calls (a GHM
     loss's moving average sees the earlier ones), back-propagating
@@ -145,7 +140,6 @@ DETECTOR_LOSSES = {
                                num_classes=DETECTOR_CLASSES),
 }
 GHMR = dict(type='GHMRLoss', mu=0.02, bins=10, momentum=0.7, loss_weight=10.0)
-QUALITY_TARGETS = 'need a quality-aware loss'  # our error for (labels, scores) targets
 
 # name: (config, loss_bbox is a delta regression GHM-R can take, expected result)
 DETECTORS = {
@@ -163,9 +157,11 @@ DETECTORS = {
     # these heads compute their classification loss themselves from the scores
     'FreeAnchor': ('free_anchor/freeanchor_r50_fpn_1x_coco.py', True, 'not called'),
     'AutoAssign': ('autoassign/autoassign_r50-caffe_fpn_1x_coco.py', False, 'not called'),
-    # these pass (labels, quality scores) to QualityFocalLoss
-    'GFL': ('gfl/gfl_r50_fpn_1x_coco.py', False, QUALITY_TARGETS),
-    'TOOD': ('tood/tood_r50_fpn_1x_coco.py', False, QUALITY_TARGETS),
+    # these pass (labels, quality scores) to QualityFocalLoss (TOOD: probabilities,
+    # activated=True)
+    'GFL': ('gfl/gfl_r50_fpn_1x_coco.py', False, 'works'),
+    'TOOD': ('tood/tood_r50_fpn_1x_coco.py', False, 'works'),
+    'RTMDet': ('rtmdet/rtmdet_tiny_8xb32-300e_coco.py', False, 'works'),
 }
 
 
@@ -213,8 +209,11 @@ def build_detector(detector, loss_cls, ghmr):
     cfg.model.backbone.init_cfg = None  # nothing is downloaded
     cfg.model.bbox_head.num_classes = DETECTOR_CLASSES
     # a head's choice of reduction stays (FSAF reweights elementwise losses)
-    reduction = cfg.model.bbox_head.get('loss_cls', {}).get('reduction', 'mean')
+    head_loss = cfg.model.bbox_head.get('loss_cls', {})
+    reduction = head_loss.get('reduction', 'mean')
     cfg.model.bbox_head.loss_cls = dict(DETECTOR_LOSSES[loss_cls], reduction=reduction)
+    if head_loss.get('activated', False):  # the head passes probabilities (TOOD)
+        cfg.model.bbox_head.loss_cls.activated = True
     if ghmr:
         cfg.model.bbox_head.loss_bbox = GHMR
     torch.manual_seed(0)

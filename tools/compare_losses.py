@@ -2,7 +2,7 @@
 
     python tools/compare_losses.py [--seeds 3] [--iters 1500] [--variants ghm focal ...]
         [--cfg-options k=v ...] [--tag NAME] [--jobs 2] [--out-dir work_dirs/compare]
-        [--dataset coco|lvis]
+        [--dataset coco|lvis|detectors]
 
 Each (variant, seed) trains configs/toy/retinanet_r18_fpn_<variant>-1500it_toy.py
 (underscores of the variant written as hyphens) with
@@ -35,18 +35,23 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_CONFIGS = dict(
     coco=osp.join(ROOT, 'configs', 'toy', 'retinanet_r18_fpn_{}-1500it_toy.py'),
-    lvis=osp.join(ROOT, 'configs', 'toy_lvis', 'retinanet_r18_fpn_{}-1000it_toy-lvis.py'))
+    lvis=osp.join(ROOT, 'configs', 'toy_lvis', 'retinanet_r18_fpn_{}-1000it_toy-lvis.py'),
+    # the other one-stage detectors on the toy COCO set: the variant is the config's
+    # name up to -1500it_toy (fcos_r18_fpn_ghmc, rtmdet_tiny_qfl, ...)
+    detectors=osp.join(ROOT, 'configs', 'toy_detectors', '{}-1500it_toy.py'))
 
 
 def toy_config(variant: str, dataset: str = 'coco') -> str:
     """The config of a toy variant ('cb_focal': ...fpn_cb-focal-1500it_toy.py)."""
-    return TOY_CONFIGS[dataset].format(variant.replace('_', '-'))
+    return TOY_CONFIGS[dataset].format(
+        variant if dataset == 'detectors' else variant.replace('_', '-'))
 
 
 def toy_variants(dataset: str) -> tuple:
     prefix, suffix = osp.basename(TOY_CONFIGS[dataset]).split('{}')
-    return tuple(sorted(osp.basename(p)[len(prefix):-len(suffix)].replace('-', '_')
-                        for p in glob.glob(toy_config('*', dataset))))
+    names = (osp.basename(p)[len(prefix):-len(suffix)]
+             for p in glob.glob(TOY_CONFIGS[dataset].format('*')))
+    return tuple(sorted(n if dataset == 'detectors' else n.replace('-', '_') for n in names))
 
 
 VARIANTS = toy_variants('coco')
@@ -54,8 +59,8 @@ RAREST = ('ring', 'cross')  # the toy data's two rarest classes
 METRICS = ('mAP', 'AP75') + tuple(f'AP_{c}' for c in RAREST)
 # LVIS's AP over its frequency groups: rare (1-10 training images), common, frequent
 LVIS_METRICS = ('mAP', 'AP75', 'APr', 'APc', 'APf')
-DATASET_METRICS = dict(coco=METRICS, lvis=LVIS_METRICS)
-DEFAULT_ITERS = dict(coco=1500, lvis=1000)  # the toy configs' own max_iters
+DATASET_METRICS = dict(coco=METRICS, lvis=LVIS_METRICS, detectors=METRICS)
+DEFAULT_ITERS = dict(coco=1500, lvis=1000, detectors=1500)  # the toy configs' own max_iters
 
 
 def machine() -> str:
@@ -89,10 +94,10 @@ def final_metrics(work_dir: str, iters: int, dataset: str = 'coco') -> dict:
     metric logs no metrics for it) scores 0 everywhere and is marked
     ``no_detections``."""
     records = training_records(work_dir)
-    first_key = 'coco/bbox_mAP' if dataset == 'coco' else 'lvis/bbox_AP'
+    first_key = 'coco/bbox_mAP' if dataset != 'lvis' else 'lvis/bbox_AP'
     evaluated = [r for r in records if first_key in r]
     trained = [r for r in records if 'loss' in r]
-    if evaluated and dataset == 'coco':
+    if evaluated and dataset != 'lvis':
         metric = evaluated[-1]
         result = dict(mAP=metric['coco/bbox_mAP'], AP50=metric['coco/bbox_mAP_50'],
                       AP75=metric['coco/bbox_mAP_75'],
@@ -106,7 +111,7 @@ def final_metrics(work_dir: str, iters: int, dataset: str = 'coco') -> dict:
         with open(osp.join(work_dir, 'train.out')) as f:
             detected_nothing = NO_DETECTIONS in f.read()
         if not (detected_nothing and trained and trained[-1]['step'] == iters):
-            metric_name = 'CocoMetric' if dataset == 'coco' else 'LVISMetric'
+            metric_name = 'CocoMetric' if dataset != 'lvis' else 'LVISMetric'
             raise RuntimeError(f'{work_dir}: the log has no {metric_name} result')
         result = dict(AP50=0.0, **{m: 0.0 for m in DATASET_METRICS[dataset]},
                       no_detections=True)
@@ -236,7 +241,7 @@ def results_dataset(results: dict) -> str:
 def table(results: dict) -> str:
     dataset = results_dataset(results)
     metrics = DATASET_METRICS[dataset]
-    names = ('AP75', f'AP {RAREST[0]} (rarest)', f'AP {RAREST[1]}') if dataset == 'coco' \
+    names = ('AP75', f'AP {RAREST[0]} (rarest)', f'AP {RAREST[1]}') if dataset != 'lvis' \
         else ('AP75', 'APr (rare)', 'APc (common)', 'APf (frequent)')
     lines = ['| variant | iters | runs | diverged | bbox mAP mean ± std [min, max] | '
              + ' | '.join(names) + ' | min/run |',
@@ -296,7 +301,9 @@ def main():
                         help="default the toy configs' own: 1500 (coco), 1000 (lvis)")
     parser.add_argument('--dataset', choices=tuple(TOY_CONFIGS), default='coco',
                         help='coco: the toy set of make_toy_coco.py (configs/toy); '
-                        'lvis: the long-tailed one of make_toy_lvis.py (configs/toy_lvis)')
+                        'lvis: the long-tailed one of make_toy_lvis.py (configs/toy_lvis); '
+                        'detectors: the toy COCO set with the other one-stage '
+                        'detectors (configs/toy_detectors)')
     parser.add_argument('--variants', nargs='+',
                         help='toy configs to train (default all of the dataset\'s): '
                         f'coco {", ".join(VARIANTS)}; lvis {", ".join(toy_variants("lvis"))}')

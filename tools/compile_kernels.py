@@ -161,6 +161,10 @@ def loss_cases():
                 losses.items(), targets.items(), weights.items(), ('mean', 'none')):
             yield (f'{name} {dtype_name} {n}x{c} {layout} target, {wmode} weight, '
                    f'{reduction}', build(), pred, target, weight, reduction)
+        # quality targets (labels, scores), with the (N,) weights the heads pass
+        for (name, build), reduction in itertools.product(losses.items(), ('mean', 'none')):
+            yield (f'{name} {dtype_name} {n}x{c} quality target, row weight, {reduction}',
+                   build(), pred, (labels, torch.rand(n)), torch.ones(n), reduction)
         deltas = torch.randn(n, 4).to(dtype)
         reg_weights = {'no': None, 'row': torch.ones(n), 'dense': torch.ones(n, 4)}
         for (wmode, weight), reduction in itertools.product(reg_weights.items(),
@@ -245,7 +249,7 @@ def main(argv=None):
     reason = ops.kernel_support()
     start = time.perf_counter()
     if reason is not None:
-        result.update(status='twin', reason=reason)
+        result.update(status='torch', reason=reason)
         print(f'triton {triton.__version__}: the losses run their PyTorch implementation '
               f'({reason}).')
     else:

@@ -65,7 +65,7 @@ def table(results, archs) -> str:
                     f'per target ({seconds})')
         else:
             what = r.get('reason') or '; '.join(f[1] + ': ' + f[2] for f in r['failures'][:3])
-        runs = {'compiled': 'kernels', 'twin': 'twin'}.get(r['status'], 'FAILED')
+        runs = {'compiled': 'kernels', 'torch': 'PyTorch'}.get(r['status'], 'FAILED')
         rows.append(f'| {r["triton"]} | {torch_minor} | {runs} | {what} |')
     return '\n'.join(rows)
 
@@ -91,7 +91,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=1)
-    return 0 if all(r['status'] in ('compiled', 'twin') for r in results) else 1
+    return 0 if all(r['status'] in ('compiled', 'torch') for r in results) else 1
 
 
 if __name__ == '__main__':

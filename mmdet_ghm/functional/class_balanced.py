@@ -5,6 +5,14 @@ import torch
 from torch import Tensor
 
 
+def check_beta(beta: float, loss_name: str = '') -> None:
+    """``0 <= beta < 1``, else a ValueError (prefixed with ``loss_name``)."""
+    if not 0 <= beta < 1:
+        prefix = f'{loss_name}: ' if loss_name else ''
+        raise ValueError(f'{prefix}beta must be in [0, 1), got {beta}; beta = 0 means no '
+                         're-weighting, beta close to 1 inverse class frequency.')
+
+
 def effective_number_weights(class_counts: Sequence[int], beta: float) -> Tensor:
     """``w_c = (1 - beta) / (1 - beta ** n_c)`` normalised to sum to C.
 
@@ -22,9 +30,7 @@ def effective_number_weights(class_counts: Sequence[int], beta: float) -> Tensor
         ValueError: for beta outside [0, 1), negative or non-integer counts, or
             a class with zero samples (its weight would be infinite).
     """
-    if not 0 <= beta < 1:
-        raise ValueError(f'beta must be in [0, 1), got {beta}; beta = 0 means no '
-                         're-weighting, beta close to 1 inverse class frequency.')
+    check_beta(beta)
     counts = torch.as_tensor(class_counts, dtype=torch.float64)
     if counts.dim() != 1 or counts.numel() == 0:
         raise ValueError('class_counts must be a non-empty list with one count per '

@@ -10,14 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-
 def bin_index(g: Tensor, bins: int, valid: Optional[Tensor] = None) -> Tensor:
     """Bin of each gradient norm: ``i`` with ``i / bins <= g < (i + 1) / bins``.
 
-    Computed as ``min(floor(g * bins), bins - 1)`` in the dtype of g, so g = 1 is
-    in the last bin (the paper's last edge 1 + 1e-6) and the Triton kernels bin
-    exactly alike. (mmdet compares g with the rounded edges ``fl(i / bins)``
-    instead; the two differ only for g within an ulp of an edge.)
+    ``min(floor(g * bins), bins - 1)`` in the dtype of g, so g = 1 is in the
+    last bin (the paper's last edge 1 + 1e-6) and the Triton kernels bin exactly
+    alike. (mmdet compares g with the rounded edges ``fl(i / bins)`` instead;
+    the two differ only for g within an ulp of an edge.)
 
     Args:
         g (Tensor): Gradient norms in [0, 1], any shape.
@@ -26,39 +25,11 @@ def bin_index(g: Tensor, bins: int, valid: Optional[Tensor] = None) -> Tensor:
             ignored elements.
 
     Returns:
-        Tensor: int32 bins of g's shape (``index_select`` and the CPU's
-        ``bincount`` take them without a copy); ignored elements get the
-        overflow index ``bins``, which no weight is given to.
+        Tensor: int32 bins of g's shape; ignored elements get the overflow
+        index ``bins``, which no weight is given to.
     """
-    return scaled_bin_index(g * bins, *bin_limits(bins, valid, g.dtype))
-
-
-def bin_limits(bins: int, valid: Optional[Tensor], dtype: torch.dtype):
-    """``(low, top)`` such that ``g * bins`` clamped into [low, top] and truncated
-    is :func:`bin_index`: [0, bins - 1] for valid elements, [bins, bins] (the
-    overflow index) for ignored ones.
-
-    Tensors of the mask's shape (a mask of one column handles whole rows
-    without a pass over all (N, C) elements for it), or ``(None, bins - 1)``
-    without a mask.
-    """
-    if valid is None:
-        return None, bins - 1
-    ignored = (~valid).to(dtype)
-    return ignored * bins, ignored + (bins - 1)
-
-
-def scaled_bin_index(scaled: Tensor, low: Optional[Tensor], top) -> Tensor:
-    """``scaled = g * bins`` clamped into [low, top] and truncated to int32 (the
-    floor, as scaled >= 0), in the buffer of an fp32 ``scaled``: its int32 view
-    is the result (no new (N, C) tensor). Two one-sided clamps: a clamp with
-    both bounds as tensors takes a slow path."""
-    if low is not None:
-        scaled.clamp_(min=low)
-    scaled.clamp_(max=top)
-    if scaled.dtype != torch.float32:
-        return scaled.to(torch.int32)
-    return scaled.view(torch.int32).copy_(scaled)
+    idx = (g * bins).clamp(max=bins - 1).to(torch.int32)  # the floor: g >= 0
+    return idx if valid is None else torch.where(valid, idx, bins)
 
 
 def density_weights(counts: Tensor, acc_sum: Tensor, momentum: float):

@@ -7,11 +7,9 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from .. import ops
-from ..functional import compute_dtype, effective_number_weights
-from ..ops.inputs import check_finite, check_index_labels, check_weight
-from .sigmoid_focal import focal_loss, register_per_class
-from .utils import (check_reduction, mean_denominator, normalise, reject_unknown_keys,
-                    resolve_reduction)
+from ..functional import check_beta, effective_number_weights
+from .sigmoid_focal import register_per_class
+from .utils import check_reduction, reduce_loss, reject_unknown_keys, resolve_reduction
 
 LOSS_TYPES = ('focal', 'sigmoid', 'softmax')
 WEIGHTINGS = ('class', 'sample')
@@ -56,6 +54,9 @@ class ClassBalancedFocalLoss(nn.Module):
         impl (str): For the sigmoid variants: 'auto' (a fused Triton kernel on
             CUDA tensors when triton is installed, else PyTorch ops), 'triton'
             or 'torch'. 'softmax' always uses ``F.cross_entropy``.
+        activated (bool): ``pred`` holds probabilities, not logits (TOOD's head
+            passes them, with QualityFocalLoss(activated=True)); the loss computes
+            on their logits. Default False.
     """
 
     def __init__(self,
@@ -69,12 +70,14 @@ class ClassBalancedFocalLoss(nn.Module):
                  reduction: str = 'mean',
                  loss_weight: float = 1.0,
                  impl: str = 'auto',
+                 activated: bool = False,
                  **unknown):
         super().__init__()
         reject_unknown_keys(type(self), unknown)
         name = type(self).__name__
         ops.check_impl(name, impl)
         self.impl = impl
+        self.activated = activated
         if loss_type not in LOSS_TYPES:
             raise ValueError(f'{name}: loss_type must be one of {LOSS_TYPES}, got '
                              f'{loss_type!r}.')
@@ -95,10 +98,11 @@ class ClassBalancedFocalLoss(nn.Module):
         elif gamma not in (None, 0):
             raise ValueError(f"{name}: loss_type={loss_type!r} has no focal term; "
                              f"use loss_type='focal' for gamma={gamma}.")
+        if loss_type == 'softmax' and activated:
+            raise ValueError(f"{name}: activated=True applies to the sigmoid variants only.")
         if loss_type == 'softmax' and alpha is not None:
             raise ValueError(f"{name}: alpha applies to the sigmoid variants only.")
-        if not 0 <= beta < 1:
-            raise ValueError(f'{name}: beta must be in [0, 1), got {beta}.')
+        check_beta(beta, name)
         check_reduction(name, reduction)
         self.loss_type = loss_type
         self.weighting = weighting
@@ -159,50 +163,57 @@ class ClassBalancedFocalLoss(nn.Module):
         """
         name = type(self).__name__
         reduction = resolve_reduction(name, self.reduction, reduction_override)
+        self._check_classes(name, pred)
+        if self.loss_type == 'softmax':
+            inputs = ops.softmax_inputs(name, pred, target, weight)
+            loss = self._softmax_loss(inputs)
+            loss, numel = (loss if reduction == 'none' else loss.sum()), loss.numel()
+        else:
+            if self.activated:
+                pred = ops.probability_logits(name, pred)
+            inputs = ops.classification_inputs(name, pred, target, weight)
+            class_weight = self.class_weight.to(pred.device)
+            if self.weighting == 'sample':
+                if not inputs.target_is_index:
+                    raise ValueError(
+                        f"{name}: weighting='sample' weighs each anchor by its own class, "
+                        'so it needs (N,) index labels; got targets of shape '
+                        f"{tuple(target.shape)}. Use weighting='class' for (N, C) targets.")
+                inputs = inputs.weighted_by_label(self._label_class_weight(pred.device))
+                class_weight = None
+            coefficients = ops.FocalCoefficients(self.alpha, class_weight, None)
+            coefficients.check(name, pred.shape[1])
+            loss = ops.sigmoid_focal(name, self.impl, inputs, self.gamma, coefficients,
+                                     reduction != 'none')
+            numel = pred.numel()
+        return self.loss_weight * reduce_loss(name, loss, reduction, avg_factor, numel)
+
+    def _check_classes(self, name: str, pred: Tensor) -> None:
+        """Class counts are set, and pred has a column per class (and one for the
+        background with softmax)."""
         if self.class_weight is None:
             raise RuntimeError(
                 f'{name}: no class counts. Give class_counts=[...] in the loss config '
                 '(tools/class_counts.py prints them for a COCO annotation file) or '
                 'call set_class_counts() before training.')
-        if self.loss_type == 'softmax':
-            loss = self._softmax_loss(name, pred, target, weight)
-            if reduction != 'none':
-                loss = normalise(loss.sum(), reduction,
-                                 mean_denominator(name, reduction, avg_factor,
-                                                  loss.numel()))
-        else:
-            if pred.dim() == 2 and self.class_weight.numel() != pred.shape[1]:
-                raise ValueError(f'{name}: `class_counts` has {self.class_weight.numel()} '
-                                 f'values but pred has {pred.shape[1]} classes.')
-            class_weight, label_class_weight = self.class_weight.to(pred.device), None
-            if self.weighting == 'sample':
-                if target.dim() != 1:
-                    raise ValueError(
-                        f"{name}: weighting='sample' weighs each anchor by its own class, "
-                        'so it needs (N,) index labels; got targets of shape '
-                        f"{tuple(target.shape)}. Use weighting='class' for (N, C) targets.")
-                # background anchors get 1.0, the mean class weight
-                class_weight, label_class_weight = None, torch.cat(
-                    [class_weight, class_weight.new_ones(1)])
-            loss = focal_loss(name, self.impl, pred, target, weight, reduction,
-                              avg_factor, self.gamma,
-                              ops.FocalCoefficients(self.alpha, class_weight, None),
-                              label_class_weight=label_class_weight)
-        return self.loss_weight * loss
-
-    def _softmax_loss(self, name: str, pred: Tensor, target: Tensor,
-                      weight: Optional[Tensor]) -> Tensor:
         num_classes = self.class_weight.numel()
-        if pred.dim() != 2 or pred.shape[1] != num_classes + 1:
-            raise ValueError(
-                f"{name}: loss_type='softmax' needs (N, C + 1) = (N, {num_classes + 1}) "
-                f'scores (use_sigmoid=False in the head), got {tuple(pred.shape)}.')
-        check_finite(name, 'pred', pred)
-        check_index_labels(name, target, pred.shape[0], num_classes,
-                           f'{num_classes} = background')
-        label_weight = check_weight(name, weight, tuple(pred.shape[:1])).to(pred.device)
-        dtype = compute_dtype(pred)
-        weights = torch.cat([self.class_weight, self.class_weight.new_ones(1)])
-        loss = F.cross_entropy(pred.to(dtype), target,
-                               weight=weights.to(pred.device, dtype), reduction='none')
-        return loss * label_weight.to(dtype)
+        if self.loss_type == 'softmax':
+            if pred.dim() != 2 or pred.shape[1] != num_classes + 1:
+                raise ValueError(
+                    f"{name}: loss_type='softmax' needs (N, C + 1) = (N, {num_classes + 1}) "
+                    f'scores (use_sigmoid=False in the head), got {tuple(pred.shape)}.')
+        elif pred.dim() == 2 and pred.shape[1] != num_classes:
+            raise ValueError(f'{name}: `class_counts` has {num_classes} values but pred '
+                             f'has {pred.shape[1]} classes.')
+
+    def _label_class_weight(self, device) -> Tensor:
+        """(C + 1,) weight of each label: w_c, and 1.0 (the mean class weight) for
+        the background."""
+        return torch.cat([self.class_weight, self.class_weight.new_ones(1)]).to(device)
+
+    def _softmax_loss(self, inputs) -> Tensor:
+        """(N,) cross-entropy of each anchor times the weight of its label."""
+        pred = inputs.pred.to(inputs.dtype)
+        loss = F.cross_entropy(pred, inputs.target, reduction='none',
+                               weight=self._label_class_weight(pred.device).to(inputs.dtype))
+        return loss if inputs.weight is None else loss * inputs.weight.to(inputs.dtype)

@@ -27,14 +27,14 @@ class ClassGradientRatio(RankSyncedStatistics):
     Args:
         num_classes (int): Number of classes C (background excluded).
         sync (bool): Sum the iteration's sums over the ranks. Default True.
-        owner (str): Name of the loss, for error messages.
+        loss_name (str): Name of the loss, for error messages.
     """
 
     folds_per_iteration = True
 
     def __init__(self, num_classes: int, sync: bool = True,
-                 owner: str = 'ClassGradientRatio'):
-        super().__init__(sync, owner)
+                 loss_name: str = 'ClassGradientRatio'):
+        super().__init__(sync, loss_name)
         self.register_buffer('pos_grad', torch.zeros(num_classes))
         self.register_buffer('neg_grad', torch.zeros(num_classes))
         self.register_buffer('pos_neg', torch.ones(num_classes))
@@ -89,6 +89,8 @@ class EqualizedFocalLoss(nn.Module):
             installed, else PyTorch ops), 'triton' or 'torch'.
         sync_statistics (bool): Sum the gradient statistics over the ranks
             (as the authors do). Default True.
+        activated (bool): ``pred`` holds probabilities, not logits (TOOD's head
+            passes them); the loss computes on their logits. Default False.
     """
 
     def __init__(self,
@@ -101,6 +103,7 @@ class EqualizedFocalLoss(nn.Module):
                  loss_weight: float = 1.0,
                  impl: str = 'auto',
                  sync_statistics: bool = True,
+                 activated: bool = False,
                  **unknown):
         super().__init__()
         reject_unknown_keys(type(self), unknown)
@@ -130,7 +133,8 @@ class EqualizedFocalLoss(nn.Module):
         self.reduction = reduction
         self.loss_weight = loss_weight
         self.impl = impl
-        self.statistics = ClassGradientRatio(num_classes, sync=sync_statistics, owner=name)
+        self.activated = activated
+        self.statistics = ClassGradientRatio(num_classes, sync=sync_statistics, loss_name=name)
 
     config_uses_sigmoid = staticmethod(always_sigmoid)
 
@@ -171,6 +175,8 @@ class EqualizedFocalLoss(nn.Module):
         """
         name = type(self).__name__
         reduction = resolve_reduction(name, self.reduction, reduction_override)
+        if self.activated:
+            pred = ops.probability_logits(name, pred)
         inputs = ops.classification_inputs(name, pred, target, weight)
         if pred.shape[1] != self.num_classes:
             raise ValueError(f'{name}: pred has {pred.shape[1]} classes but num_classes '

@@ -36,6 +36,9 @@ class GHMCLoss(nn.Module):
             counts equal across ranks once per iteration (the mean of the
             ranks'), which needs ``SyncStatisticsHook`` in ``custom_hooks``;
             each call weighs with its own rank's counts. Default True.
+        activated (bool): ``pred`` holds probabilities, not logits (TOOD's head
+            passes them, with QualityFocalLoss(activated=True)); the loss computes
+            on their logits. Default False.
     """
 
     def __init__(self,
@@ -46,6 +49,7 @@ class GHMCLoss(nn.Module):
                  loss_weight: float = 1.0,
                  impl: str = 'auto',
                  sync_density: bool = True,
+                 activated: bool = False,
                  **unknown):
         super().__init__()
         reject_unknown_keys(type(self), unknown)
@@ -59,7 +63,8 @@ class GHMCLoss(nn.Module):
         self.reduction = reduction
         self.loss_weight = loss_weight
         self.impl = impl
-        self.density = GradientDensity(bins, momentum, sync=sync_density, owner=name)
+        self.activated = activated
+        self.density = GradientDensity(bins, momentum, sync=sync_density, loss_name=name)
         # a checkpoint of mmdet's GHMC loads with its EMA (acc_sum -> density.acc_sum)
         register_mmdet_keys_hook(self)
 
@@ -92,11 +97,13 @@ class GHMCLoss(nn.Module):
         """
         name = type(self).__name__
         reduction = resolve_reduction(name, self.reduction, reduction_override)
+        if self.activated:
+            pred = ops.probability_logits(name, pred)
         inputs = ops.classification_inputs(name, pred, target, weight)
-        counts, binned = ops.ghmc_histogram(name, self.impl, inputs, self.density.bins)
+        counts = ops.ghmc_histogram(name, self.impl, inputs, self.density.bins)
         bin_weights, normaliser = self.density.weigh(counts)
         loss = ops.ghmc_weighted_bce(name, self.impl, inputs, bin_weights,
-                                     reduction != 'none', binned)
+                                     reduction != 'none')
         return self.loss_weight * normalise(loss, reduction, normaliser)
 
 

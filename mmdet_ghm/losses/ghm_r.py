@@ -55,7 +55,7 @@ class GHMRLoss(nn.Module):
         self.mu = float(mu)
         self.reduction = reduction
         self.loss_weight = loss_weight
-        self.density = GradientDensity(bins, momentum, sync=sync_density, owner=name)
+        self.density = GradientDensity(bins, momentum, sync=sync_density, loss_name=name)
         # a checkpoint of mmdet's GHMR loads with its EMA (acc_sum -> density.acc_sum)
         register_mmdet_keys_hook(self)
 

@@ -29,16 +29,16 @@ class GradientDensity(RankSyncedStatistics):
         momentum (float): EMA momentum in [0, 1); 0 disables the EMA (then
             nothing is kept or synced).
         sync (bool): Average the EMA across ranks once per iteration. Default True.
-        owner (str): Name of the loss, for error messages.
+        loss_name (str): Name of the loss, for error messages.
     """
 
     def __init__(self, bins: int, momentum: float, sync: bool = True,
-                 owner: str = 'GradientDensity'):
-        super().__init__(sync, owner)
+                 loss_name: str = 'GradientDensity'):
+        super().__init__(sync, loss_name)
         if not isinstance(bins, int) or bins < 1:
-            raise ValueError(f'{owner}: bins must be a positive int, got {bins!r}.')
+            raise ValueError(f'{loss_name}: bins must be a positive int, got {bins!r}.')
         if not 0 <= momentum < 1:
-            raise ValueError(f'{owner}: momentum must be in [0, 1), got {momentum}; '
+            raise ValueError(f'{loss_name}: momentum must be in [0, 1), got {momentum}; '
                              '0 turns the moving average off.')
         self.bins = bins
         self.momentum = float(momentum)

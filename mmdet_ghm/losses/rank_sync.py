@@ -34,13 +34,13 @@ class RankSyncedStatistics(nn.Module):
     Args:
         sync (bool): Make the statistics equal across ranks. With False each
             rank keeps its own (the checkpoint then holds rank 0's).
-        owner (str): Name of the loss, for error messages.
+        loss_name (str): Name of the loss, for error messages.
     """
 
-    def __init__(self, sync: bool, owner: str):
+    def __init__(self, sync: bool, loss_name: str):
         super().__init__()
         self.sync = sync
-        self.owner = owner
+        self.loss_name = loss_name
         # set by attach_sync: something calls sync_statistics once per iteration
         self.sync_attached = False
 
@@ -76,7 +76,7 @@ class RankSyncedStatistics(nn.Module):
         else:
             return
         raise RuntimeError(
-            f'{self.owner} needs SyncStatisticsHook, which {why}. Add it to the '
+            f'{self.loss_name} needs SyncStatisticsHook, which {why}. Add it to the '
             "config: custom_hooks = [..., dict(type='SyncStatisticsHook')]; outside "
             "mmengine's Runner call mmdet_ghm.losses.attach_sync(model) before "
             'training and mmdet_ghm.losses.sync_statistics(model) after every '

@@ -1,5 +1,4 @@
 """Sigmoid focal loss with per-class alpha, class weights and pos_weight."""
-import dataclasses
 from typing import Optional, Sequence, Union
 
 import torch
@@ -7,8 +6,8 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from .. import ops
-from .utils import (always_sigmoid, check_reduction, mean_denominator, normalise,
-                    reject_unknown_keys, resolve_reduction, weight_by_label)
+from .utils import (always_sigmoid, check_reduction, reduce_loss, reject_unknown_keys,
+                    resolve_reduction)
 
 
 def per_class_tensor(loss_name: str, name: str, value, allow_scalar: bool = False):
@@ -33,23 +32,6 @@ def register_per_class(module: nn.Module, loss_name: str, name: str, value,
         setattr(module, name, value)
 
 
-def focal_loss(loss_name: str, impl: str, pred: Tensor, target: Tensor, weight,
-               reduction: str, avg_factor, gamma: float,
-               coefficients: ops.FocalCoefficients, label_class_weight=None) -> Tensor:
-    """The focal loss of both focal modules: checks, the loss, the reduction.
-    ``label_class_weight`` ((C + 1,), with (N,) labels) weighs each anchor by
-    its own class instead of each column by its class (``class_weight``)."""
-    inputs = ops.classification_inputs(loss_name, pred, target, weight)
-    if label_class_weight is not None:
-        inputs = dataclasses.replace(
-            inputs, weight=weight_by_label(target, inputs.weight, label_class_weight))
-    coefficients.check(loss_name, pred.shape[1])
-    loss = ops.sigmoid_focal(loss_name, impl, inputs, gamma, coefficients,
-                             reduction != 'none')
-    return normalise(loss, reduction,
-                     mean_denominator(loss_name, reduction, avg_factor, pred.numel()))
-
-
 @MODELS.register_module()
 class SigmoidFocalLoss(nn.Module):
     """Focal loss ``w_c * alpha_t * (1 - p_t)^gamma * BCE`` (Lin et al., 2017).
@@ -69,6 +51,9 @@ class SigmoidFocalLoss(nn.Module):
         loss_weight (float): Multiplier of the loss. Default 1.0.
         impl (str): 'auto' (a fused Triton kernel on CUDA tensors when triton is
             installed, else PyTorch ops), 'triton' or 'torch'.
+        activated (bool): ``pred`` holds probabilities, not logits (TOOD's head
+            passes them, with QualityFocalLoss(activated=True)); the loss computes
+            on their logits. Default False.
     """
 
     def __init__(self,
@@ -80,12 +65,14 @@ class SigmoidFocalLoss(nn.Module):
                  reduction: str = 'mean',
                  loss_weight: float = 1.0,
                  impl: str = 'auto',
+                 activated: bool = False,
                  **unknown):
         super().__init__()
         reject_unknown_keys(type(self), unknown)
         name = type(self).__name__
         ops.check_impl(name, impl)
         self.impl = impl
+        self.activated = activated
         if not use_sigmoid:
             raise ValueError(f'{name}: use_sigmoid=False is not supported; the focal '
                              'loss is sigmoid based, set use_sigmoid=True.')
@@ -126,7 +113,12 @@ class SigmoidFocalLoss(nn.Module):
         """
         name = type(self).__name__
         reduction = resolve_reduction(name, self.reduction, reduction_override)
-        loss = focal_loss(name, self.impl, pred, target, weight, reduction, avg_factor,
-                          self.gamma, ops.FocalCoefficients(self.alpha, self.class_weight,
-                                                            self.pos_weight))
-        return self.loss_weight * loss
+        if self.activated:
+            pred = ops.probability_logits(name, pred)
+        inputs = ops.classification_inputs(name, pred, target, weight)
+        coefficients = ops.FocalCoefficients(self.alpha, self.class_weight, self.pos_weight)
+        coefficients.check(name, pred.shape[1])
+        loss = ops.sigmoid_focal(name, self.impl, inputs, self.gamma, coefficients,
+                                 reduction != 'none')
+        return self.loss_weight * reduce_loss(name, loss, reduction, avg_factor,
+                                              pred.numel())

@@ -1,4 +1,4 @@
-"""What the loss modules share: constructor keys, reductions, label weights by class."""
+"""What the loss modules share: constructor keys and reductions."""
 import inspect
 from typing import Optional
 
@@ -61,12 +61,7 @@ def mean_denominator(loss_name: str, reduction: str, avg_factor, numel: int):
     return avg_factor + torch.finfo(torch.float32).eps
 
 
-def weight_by_label(target: Tensor, weight: Optional[Tensor],
-                    label_weight: Tensor) -> Tensor:
-    """Checked label weights (N,) / (N, C) or None times ``label_weight[target]``:
-    a weight per anchor from its checked (N,) index label (``label_weight`` has
-    C + 1 values, background last)."""
-    per_anchor = label_weight[target]
-    if weight is None:
-        return per_anchor
-    return weight * (per_anchor if weight.dim() == 1 else per_anchor[:, None])
+def reduce_loss(loss_name: str, loss: Tensor, reduction: str, avg_factor, numel: int) -> Tensor:
+    """mmdet's reduction of the elementwise losses of ``numel`` elements, given
+    as their sum (or as themselves for 'none'): see :func:`mean_denominator`."""
+    return normalise(loss, reduction, mean_denominator(loss_name, reduction, avg_factor, numel))

@@ -1,9 +1,25 @@
-"""GHM-R's weighted Authentic Smooth L1 with a hand-written backward (PyTorch on
-every device: a few elementwise ops on the positive anchors' deltas)."""
-from typing import Optional
+"""GHM-R's Authentic Smooth L1 in PyTorch, on every device (a few elementwise ops
+on the positive anchors' deltas): its terms, its gradient norm, and the weighted
+loss with a hand-written backward. ``functional.ghm_r`` holds the reference."""
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+
+
+def asl1_terms(pred: Tensor, target: Tensor, dtype: torch.dtype,
+               mu: float) -> Tuple[Tensor, Tensor]:
+    """``d = pred - target`` and ``root = sqrt(d^2 + mu^2)`` in ``dtype``, detached:
+    ASL1 is ``root - mu``, its gradient ``d / root`` and the gradient norm
+    ``|d| / root`` (in [0, 1))."""
+    with torch.no_grad():
+        diff = pred.to(dtype) - target.to(dtype)
+        return diff, torch.sqrt(diff * diff + mu * mu)
+
+
+def gradient_norm(diff: Tensor, root: Tensor) -> Tensor:
+    """``|d| / root`` in fp32: what GHM-R bins."""
+    return (diff.abs() / root).float()
 
 
 class WeightedASL1(torch.autograd.Function):
@@ -51,7 +67,7 @@ def weighted_asl1(pred: Tensor, diff: Tensor, root: Tensor, weight: Tensor, mu: 
             flows to it (of its shape and dtype).
         diff (Tensor): ``pred - target`` in the compute dtype, detached: (M, k)
             as pred, or with ``index`` its (R, k) rows at index.
-        root (Tensor): ``asl1_root(diff, mu)``, of diff's shape.
+        root (Tensor): ``sqrt(diff^2 + mu^2)`` (:func:`asl1_terms`).
         weight (Tensor): Elementwise weights of diff's shape.
         mu (float): ASL1 parameter.
         reduce (bool): Return the sum instead of the elementwise losses.

@@ -84,13 +84,13 @@ def is_gpu_tensor(tensor: Tensor) -> bool:
     return tensor.is_cuda
 
 
-def check_impl(owner: str, impl: str) -> None:
+def check_impl(loss_name: str, impl: str) -> None:
     if impl not in IMPLS:
-        raise ValueError(f'{owner}: impl must be one of {IMPLS}, got {impl!r}.')
+        raise ValueError(f'{loss_name}: impl must be one of {IMPLS}, got {impl!r}.')
 
 
-def use_triton(owner: str, impl: str, tensor: Tensor) -> bool:
-    """Whether ``owner`` runs its Triton kernels on ``tensor``."""
+def use_triton(loss_name: str, impl: str, tensor: Tensor) -> bool:
+    """Whether ``loss_name`` runs its Triton kernels on ``tensor``."""
     if impl == 'torch':
         return False
     if impl == 'auto':
@@ -98,19 +98,19 @@ def use_triton(owner: str, impl: str, tensor: Tensor) -> bool:
     reason = kernel_support()
     if reason is not None:
         raise RuntimeError(
-            f"{owner}: impl='triton' cannot run: {reason}. Install triton >= "
+            f"{loss_name}: impl='triton' cannot run: {reason}. Install triton >= "
             f"{MIN_TRITON_TEXT} (the one torch >= 2.1 brings), or use "
             "impl='auto', which runs the PyTorch implementation where the kernels "
             'cannot.')
     if is_gpu_tensor(tensor):
         return True
     if not interpreting():
-        raise ValueError(f"{owner}: impl='triton' runs on CUDA tensors, got a "
+        raise ValueError(f"{loss_name}: impl='triton' runs on CUDA tensors, got a "
                          f'{tensor.device} tensor; set TRITON_INTERPRET=1 to run the '
                          "kernels on the CPU (slowly), or use impl='auto'.")
     reason = interpreter_support()
     if reason is not None:
-        raise RuntimeError(f"{owner}: impl='triton' on a {tensor.device} tensor cannot "
+        raise RuntimeError(f"{loss_name}: impl='triton' on a {tensor.device} tensor cannot "
                            f"run: {reason}. Use impl='auto' on the CPU.")
     return True
 
@@ -150,19 +150,19 @@ def intercept_launches(hook: Callable, build: Optional[Callable] = None):
         _launch_hook, _build_hook = previous
 
 
-def _give_up_kernels(owner: str, error: Exception) -> None:
+def _give_up_kernels(loss_name: str, error: Exception) -> None:
     global _failure
     version = triton_version() if triton_available() else 'not installed'
-    _failure = f'{owner}: {type(error).__name__}: {error}'
+    _failure = f'{loss_name}: {type(error).__name__}: {error}'
     warnings.warn(
-        f"{owner}: a Triton kernel failed to compile or launch with triton {version} "
+        f"{loss_name}: a Triton kernel failed to compile or launch with triton {version} "
         f'({type(error).__name__}: {error}). Every loss of mmdet_ghm runs its PyTorch '
         "implementation from now on (same results, slower); impl='triton' shows "
         'the full error. Please report it with your torch and triton versions.',
         RuntimeWarning, stacklevel=3)
 
 
-def kernel_or_torch(owner: str, impl: str, tensor: Tensor, kernel: Callable,
+def kernel_or_torch(loss_name: str, impl: str, tensor: Tensor, kernel: Callable,
                     torch_impl: Callable):
     """``kernel()`` where :func:`use_triton` says so, else ``torch_impl()``; both
     take no argument and compute the same thing.
@@ -172,12 +172,12 @@ def kernel_or_torch(owner: str, impl: str, tensor: Tensor, kernel: Callable,
     Under impl='auto' such an error warns once and returns ``torch_impl()``, and
     every later call runs the PyTorch implementations; impl='triton' raises it.
     """
-    if not use_triton(owner, impl, tensor):
+    if not use_triton(loss_name, impl, tensor):
         return torch_impl()
     if impl == 'triton':
         return kernel()
     try:
         return kernel()
     except Exception as error:  # a compile or launch error of any triton release
-        _give_up_kernels(owner, error)
+        _give_up_kernels(loss_name, error)
         return torch_impl()

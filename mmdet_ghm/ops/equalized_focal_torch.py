@@ -12,11 +12,11 @@ from torch import Tensor
 
 from ..functional.dtype import compute_dtype
 from ..functional.focal import sigmoid_focal_loss
-from .focal_torch import IndexLabelFocal
+from .focal_torch import IndexLabelFocal, column_factors
 
 
 def equalized_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[Tensor],
-                               gamma: Tensor, coefficients,
+                               row_weight: bool, gamma: Tensor, coefficients,
                                reduce: bool = True) -> Tuple[Tensor, Tensor]:
     """The focal loss of index labels with one gamma per class, times the label
     weights, summed or elementwise, and its gradient sums.
@@ -26,6 +26,7 @@ def equalized_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[
         labels (Tensor): (N,) int64 labels in [0, C], C = background.
         weight (Tensor, optional): (N, 1) or (N, C) label weights of the
             compute dtype.
+        row_weight (bool): ``weight`` holds one weight per row (N, 1).
         gamma (Tensor): (C,) fp32 focusing factor of each class.
         coefficients (inputs.FocalCoefficients): alpha, class and positive weights.
         reduce (bool): Return the sum instead of the (N, C) losses.
@@ -37,8 +38,8 @@ def equalized_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[
     """
     dtype = compute_dtype(logits)
     sums = logits.new_zeros(2, logits.shape[1], dtype=dtype)
-    loss = IndexLabelFocal.apply(logits, labels, weight, gamma.to(dtype),
-                                 *coefficients.column_factors(dtype), reduce, sums)
+    loss = IndexLabelFocal.apply(logits, labels, weight, row_weight, gamma.to(dtype),
+                                 *column_factors(coefficients, dtype), reduce, sums)
     return loss, sums.float()
 
 

@@ -66,8 +66,9 @@ def forward_grid(num_rows: int, num_cols: int, block_cols: int):
 
 
 @triton.jit
-def _load_tile(pred_ptr, target_ptr, weight_ptr, rows, cols, num_rows, C,
-               TARGET_IS_INDEX: tl.constexpr, WEIGHT_MODE: tl.constexpr):
+def _load_tile(pred_ptr, target_ptr, score_ptr, weight_ptr, rows, cols, num_rows, C,
+               TARGET_IS_INDEX: tl.constexpr, HAS_SCORE: tl.constexpr,
+               WEIGHT_MODE: tl.constexpr):
     """fp32 pred x, target y and label weight w of the tile ``rows x cols`` and
     its element offsets: ``load_elements`` in 2D. Outside the (N, C) elements
     x = w = 0, so those lanes add 0 to every sum (y may be 1 there: the
@@ -79,6 +80,8 @@ def _load_tile(pred_ptr, target_ptr, weight_ptr, rows, cols, num_rows, C,
     if TARGET_IS_INDEX:
         label = tl.load(target_ptr + rows, mask=row_mask, other=-1)
         y = (label[:, None] == cols[None, :]).to(tl.float32)
+        if HAS_SCORE:
+            y = y * tl.load(score_ptr + rows, mask=row_mask, other=0.0).to(tl.float32)[:, None]
     else:
         y = tl.load(target_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if WEIGHT_MODE == NO_WEIGHT:
@@ -120,10 +123,10 @@ def _loss_and_grad(x, y, w, gamma, alpha, class_weight, pos_weight,
 
 
 @triton.jit
-def _equalized_focal_forward_kernel(pred_ptr, target_ptr, weight_ptr, gamma_ptr,
-                                    alpha_ptr, class_weight_ptr, pos_weight_ptr, out_ptr,
-                                    stats_ptr, num_rows, C,
-                                    TARGET_IS_INDEX: tl.constexpr,
+def _equalized_focal_forward_kernel(pred_ptr, target_ptr, score_ptr, weight_ptr,
+                                    gamma_ptr, alpha_ptr, class_weight_ptr, pos_weight_ptr,
+                                    out_ptr, stats_ptr, num_rows, C,
+                                    TARGET_IS_INDEX: tl.constexpr, HAS_SCORE: tl.constexpr,
                                     WEIGHT_MODE: tl.constexpr, USE_ALPHA: tl.constexpr,
                                     REDUCE: tl.constexpr, BLOCK_ROWS: tl.constexpr,
                                     BLOCK_COLS: tl.constexpr, ROW_STEPS: tl.constexpr):
@@ -149,8 +152,9 @@ def _equalized_focal_forward_kernel(pred_ptr, target_ptr, weight_ptr, gamma_ptr,
     first_row = row_group * (BLOCK_ROWS * ROW_STEPS)
     for step in range(ROW_STEPS):
         rows = first_row + step * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-        x, y, w, offs, mask = _load_tile(pred_ptr, target_ptr, weight_ptr, rows, cols,
-                                         num_rows, C, TARGET_IS_INDEX, WEIGHT_MODE)
+        x, y, w, offs, mask = _load_tile(pred_ptr, target_ptr, score_ptr, weight_ptr, rows,
+                                         cols, num_rows, C, TARGET_IS_INDEX, HAS_SCORE,
+                                         WEIGHT_MODE)
         loss, grad = _loss_and_grad(x, y, w, gamma, alpha, class_weight, pos_weight,
                                     USE_ALPHA)
         magnitude = tl.abs(grad)  # 0 outside the elements and where w = 0
@@ -169,15 +173,15 @@ def _equalized_focal_forward_kernel(pred_ptr, target_ptr, weight_ptr, gamma_ptr,
 
 
 @triton.jit
-def _equalized_focal_backward_kernel(pred_ptr, target_ptr, weight_ptr, gamma_ptr,
-                                     alpha_ptr, class_weight_ptr, pos_weight_ptr,
+def _equalized_focal_backward_kernel(pred_ptr, target_ptr, score_ptr, weight_ptr,
+                                     gamma_ptr, alpha_ptr, class_weight_ptr, pos_weight_ptr,
                                      grad_out_ptr, grad_pred_ptr, n, C,
-                                     TARGET_IS_INDEX: tl.constexpr,
+                                     TARGET_IS_INDEX: tl.constexpr, HAS_SCORE: tl.constexpr,
                                      WEIGHT_MODE: tl.constexpr, USE_ALPHA: tl.constexpr,
                                      REDUCE: tl.constexpr, BLOCK: tl.constexpr):
-    x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, weight_ptr,
+    x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, score_ptr, weight_ptr,
                                         tl.program_id(0), n, C, TARGET_IS_INDEX,
-                                        WEIGHT_MODE, BLOCK)
+                                        HAS_SCORE, WEIGHT_MODE, BLOCK)
     col = offs % C  # in [0, C) on masked lanes too: the loads below stay in bounds
     gamma = tl.load(gamma_ptr + col)
     alpha = tl.load(alpha_ptr + col)
@@ -188,10 +192,10 @@ def _equalized_focal_backward_kernel(pred_ptr, target_ptr, weight_ptr, gamma_ptr
     tl.store(grad_pred_ptr + offs, grad, mask=mask)
 
 
-def _launch_backward(run, pred, target, weight, vectors, grad_out, grad_pred,
-                     num_classes, flags):
-    run(_equalized_focal_backward_kernel, elements_grid(pred), pred, target, weight,
-        *vectors, grad_out, grad_pred, pred.numel(), num_classes, BLOCK=BLOCK, **flags)
+def _launch_backward(run, tensors, vectors, grad_out, grad_pred, num_classes, flags):
+    pred = tensors[0]
+    run(_equalized_focal_backward_kernel, elements_grid(pred), *tensors, *vectors, grad_out,
+        grad_pred, pred.numel(), num_classes, BLOCK=BLOCK, **flags)
 
 
 class EqualizedFocal(torch.autograd.Function):
@@ -200,9 +204,10 @@ class EqualizedFocal(torch.autograd.Function):
     Arguments as :func:`equalized_focal_loss`."""
 
     @staticmethod
-    def forward(ctx, pred, target, weight, gamma, alpha, class_weight, pos_weight,
-                reduce: bool):
-        els = elements(pred, target, weight)
+    def forward(ctx, pred, target, score, weight, weight_layout: int, gamma, alpha,
+                class_weight, pos_weight, reduce: bool):
+        els = elements(pred, target, score, weight, weight_layout)
+        tensors = els.pred, els.target, els.score, els.weight
         num_rows, num_classes = els.pred.shape[0], els.num_cols
         # without USE_ALPHA no alpha is used: any fp32 (C,) vector stands in
         vectors = (gamma, class_weight if alpha is None else alpha, class_weight,
@@ -215,17 +220,17 @@ class EqualizedFocal(torch.autograd.Function):
                if reduce else torch.empty(pred.shape, dtype=torch.float32, device=device))
         stats = torch.zeros(row_groups(num_rows), 2, num_classes, dtype=torch.float32,
                             device=device)
-        flags = dict(TARGET_IS_INDEX=els.target_is_index, WEIGHT_MODE=els.weight_mode,
-                     USE_ALPHA=alpha is not None, REDUCE=reduce)
+        flags = dict(TARGET_IS_INDEX=els.target_is_index, HAS_SCORE=els.has_score,
+                     WEIGHT_MODE=els.weight_mode, USE_ALPHA=alpha is not None,
+                     REDUCE=reduce)
         if els.numel:
-            launch(_equalized_focal_forward_kernel, grid, els.pred, els.target, els.weight,
-                   *vectors, out, stats, num_rows, num_classes, BLOCK_ROWS=block_rows,
-                   BLOCK_COLS=block_cols, ROW_STEPS=ROWS_PER_PROGRAM // block_rows,
-                   **flags)
+            launch(_equalized_focal_forward_kernel, grid, *tensors, *vectors, out, stats,
+                   num_rows, num_classes, BLOCK_ROWS=block_rows, BLOCK_COLS=block_cols,
+                   ROW_STEPS=ROWS_PER_PROGRAM // block_rows, **flags)
             if ctx.needs_input_grad[0]:  # the backward's specialisation, built now
-                _launch_backward(build, els.pred, els.target, els.weight, vectors,
-                                 *placeholders(pred), num_classes, flags)
-        ctx.save_for_backward(els.pred, els.target, els.weight, *vectors)
+                _launch_backward(build, tensors, vectors, *placeholders(pred), num_classes,
+                                 flags)
+        ctx.save_for_backward(*tensors, *vectors)
         ctx.flags, ctx.num_classes = flags, num_classes
         stats = stats.sum(0)  # over the row groups, in their order
         ctx.mark_non_differentiable(stats)
@@ -233,25 +238,27 @@ class EqualizedFocal(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out, grad_stats):
-        pred, target, weight, *vectors = ctx.saved_tensors
+        pred, target, score, weight, *vectors = ctx.saved_tensors
         grad_pred = torch.empty_like(pred)
         if pred.numel():
-            _launch_backward(launch, pred, target, weight, vectors,
+            _launch_backward(launch, (pred, target, score, weight), vectors,
                              grad_out.float().contiguous(), grad_pred, ctx.num_classes,
                              ctx.flags)
-        return (grad_pred, ) + (None, ) * 7
+        return (grad_pred, ) + (None, ) * 9
 
 
-def equalized_focal_loss(pred: Tensor, target: Tensor, weight, gamma: Tensor, alpha,
-                         class_weight: Tensor, pos_weight: Tensor, reduce: bool):
+def equalized_focal_loss(pred: Tensor, target: Tensor, score, weight, weight_layout: int,
+                         gamma: Tensor, alpha, class_weight: Tensor, pos_weight: Tensor,
+                         reduce: bool):
     """Triton equalized focal loss body: the loss and its gradient statistics.
 
     Args:
         pred (Tensor): (N, C) logits, fp32 / fp16 / bf16, contiguous or not.
         target (Tensor): (N,) int64 index labels (C = background) or (N, C)
             targets in [0, 1].
-        weight (Tensor | None): (N,) or (N, C) label weights (an expanded
-            (N, 1) view is read per row), 0 = ignored.
+        score (Tensor | None): (N,) scores of a quality target (with index labels).
+        weight (Tensor | None): (N,) or (N, C) label weights, 0 = ignored.
+        weight_layout (int): ``weight``'s, from ``inputs.weight_layout``.
         gamma (Tensor): (C,) fp32 focusing factor of each class column.
         alpha (Tensor | None): (C,) fp32 alpha of each class, or None (no alpha).
         class_weight (Tensor): (C,) fp32 weight of each class column.
@@ -269,5 +276,5 @@ def equalized_focal_loss(pred: Tensor, target: Tensor, weight, gamma: Tensor, al
     gamma, alpha, class_weight, pos_weight = (
         None if v is None else v.to(torch.float32).contiguous()
         for v in (gamma, alpha, class_weight, pos_weight))
-    return EqualizedFocal.apply(pred, target, weight, gamma, alpha, class_weight,
-                                pos_weight, reduce)
+    return EqualizedFocal.apply(pred, target, score, weight, weight_layout, gamma, alpha,
+                                class_weight, pos_weight, reduce)

@@ -12,7 +12,7 @@ from torch import Tensor
 from ..functional.focal import sigmoid_focal_loss
 from ..functional.dtype import compute_dtype
 from ..functional.targets import label_columns
-from .torch_chunks import backward_by_rows, forward_by_rows, rows_of
+from .torch_cpu import backward_by_rows, forward_by_rows, rows_of
 
 
 class IndexLabelFocal(torch.autograd.Function):
@@ -22,7 +22,7 @@ class IndexLabelFocal(torch.autograd.Function):
     one softplus and one exp); the one label column of each positive row is then
     fixed on N gathered values. The gradient shares those intermediates and is
     the only N x C tensor kept for the backward. Runs over row chunks (see
-    ``torch_chunks``); row weights (N, 1) scale the row sums and the backward's
+    ``torch_cpu``); row weights (N, 1) scale the row sums and the backward's
     ``grad_out``. Arguments as :func:`sigmoid_focal_index_loss`; the equalized
     focal loss gives a (C,) ``gamma`` and a (2, C) ``sums`` tensor, into which
     the gradient sums of ``_focal_rows`` are added (the gradient is then
@@ -30,12 +30,11 @@ class IndexLabelFocal(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, labels, weight, gamma, neg_coef, pos_coef, reduce: bool,
-                sums=None):
+    def forward(ctx, logits, labels, weight, row_weight: bool, gamma, neg_coef, pos_coef,
+                reduce: bool, sums=None):
         x = logits.to(compute_dtype(logits))
         coefs = (neg_coef, pos_coef)
-        row_weight = weight if weight is not None and weight.shape[1] == 1 else None
-        elem_weight = None if row_weight is not None else weight
+        row_weight, elem_weight = (weight, None) if row_weight else (None, weight)
 
         def loss_rows(rows, need_grad, losses, grad):
             return _focal_rows(x[rows], labels[rows], rows_of(elem_weight, rows),
@@ -46,13 +45,13 @@ class IndexLabelFocal(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        return (backward_by_rows(ctx, grad_out), ) + (None, ) * 7
+        return (backward_by_rows(ctx, grad_out), ) + (None, ) * 8
 
 
 def _focal_rows(x, labels, weight, row_weight, gamma, coefs, reduce, need_grad,
                 losses, grad, stats=None):
     """One chunk of :class:`IndexLabelFocal`, as ``loss_rows`` of
-    :func:`torch_chunks.forward_by_rows`. ``gamma`` is a float or a (C,) tensor
+    :func:`torch_cpu.forward_by_rows`. ``gamma`` is a float or a (C,) tensor
     (one per class, the equalized focal loss); given a (2, C) ``stats``, adds
     the chunk's sums of ``|d loss / dx|`` over positive (row 0) and negative
     (row 1) elements, label weights included (``need_grad`` must be set)."""
@@ -136,8 +135,22 @@ def _at(coef, col):
     return coef[col] if isinstance(coef, Tensor) else coef
 
 
+def column_factors(coefficients, dtype: torch.dtype):
+    """Constant factors of the y = 0 and the y = 1 term of each column: scalars
+    or (C,) tensors (``(1 - alpha) * w_c`` and ``alpha * w_c * pw_c``) of a
+    focal loss's ``inputs.FocalCoefficients``: its view for this implementation."""
+    alpha, class_weight, pos_weight = coefficients
+    neg, pos = (1.0, 1.0) if alpha is None else (1 - alpha, alpha)
+    if class_weight is not None:
+        neg, pos = neg * class_weight, pos * class_weight
+    if pos_weight is not None:
+        pos = pos * pos_weight
+    return tuple(c.to(dtype) if isinstance(c, Tensor) else c for c in (neg, pos))
+
+
 def sigmoid_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[Tensor],
-                             gamma: float, coefficients, reduce: bool = True) -> Tensor:
+                             row_weight: bool, gamma: float, coefficients,
+                             reduce: bool = True) -> Tensor:
     """``functional.sigmoid_focal_loss`` of index labels, times the label weights,
     summed or elementwise, with a hand-written backward.
 
@@ -146,12 +159,14 @@ def sigmoid_focal_index_loss(logits: Tensor, labels: Tensor, weight: Optional[Te
         labels (Tensor): (N,) int64 labels in [0, C], C = background.
         weight (Tensor, optional): (N, 1) or (N, C) label weights of the
             compute dtype (fp32, or fp64 for fp64 logits).
+        row_weight (bool): ``weight`` holds one weight per row (N, 1).
         gamma (float): Focusing parameter.
         coefficients (inputs.FocalCoefficients): alpha, class and positive weights.
         reduce (bool): Return the sum instead of the (N, C) losses.
     """
-    return IndexLabelFocal.apply(logits, labels, weight, gamma,
-                                 *coefficients.column_factors(compute_dtype(logits)), reduce)
+    return IndexLabelFocal.apply(logits, labels, weight, row_weight, gamma,
+                                 *column_factors(coefficients, compute_dtype(logits)),
+                                 reduce)
 
 
 def sigmoid_focal_dense_loss(logits: Tensor, targets: Tensor, weight: Tensor, gamma: float,

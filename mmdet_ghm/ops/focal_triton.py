@@ -8,6 +8,8 @@ modulator is computed in log space as in ``functional.focal_modulator``:
 PyTorch implementation: ``focal_torch`` (index labels with a hand-written
 backward, dense targets through autograd).
 """
+from typing import Optional, Tuple
+
 import torch
 import triton
 import triton.language as tl
@@ -41,28 +43,30 @@ def _focal_terms(x, y, offs, C, alpha_ptr, class_weight_ptr, pos_weight_ptr,
 
 
 @triton.jit
-def _focal_forward_kernel(pred_ptr, target_ptr, weight_ptr, alpha_ptr, class_weight_ptr,
-                          pos_weight_ptr, out_ptr, n, C, gamma,
-                          TARGET_IS_INDEX: tl.constexpr, WEIGHT_MODE: tl.constexpr,
-                          USE_ALPHA: tl.constexpr, REDUCE: tl.constexpr,
-                          BLOCK: tl.constexpr):
+def _focal_forward_kernel(pred_ptr, target_ptr, score_ptr, weight_ptr, alpha_ptr,
+                          class_weight_ptr, pos_weight_ptr, out_ptr, n, C, gamma,
+                          TARGET_IS_INDEX: tl.constexpr, HAS_SCORE: tl.constexpr,
+                          WEIGHT_MODE: tl.constexpr, USE_ALPHA: tl.constexpr,
+                          REDUCE: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
-    x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, weight_ptr, pid, n, C,
-                                        TARGET_IS_INDEX, WEIGHT_MODE, BLOCK)
+    x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, score_ptr, weight_ptr, pid,
+                                        n, C, TARGET_IS_INDEX, HAS_SCORE, WEIGHT_MODE,
+                                        BLOCK)
     bce, _, _, _, modulator, factor, _ = _focal_terms(
         x, y, offs, C, alpha_ptr, class_weight_ptr, pos_weight_ptr, gamma, USE_ALPHA)
     store_loss(out_ptr, pid, offs, mask, factor * modulator * bce * w, REDUCE)
 
 
 @triton.jit
-def _focal_backward_kernel(pred_ptr, target_ptr, weight_ptr, alpha_ptr, class_weight_ptr,
-                           pos_weight_ptr, grad_out_ptr, grad_pred_ptr, n, C, gamma,
-                           TARGET_IS_INDEX: tl.constexpr, WEIGHT_MODE: tl.constexpr,
+def _focal_backward_kernel(pred_ptr, target_ptr, score_ptr, weight_ptr, alpha_ptr,
+                           class_weight_ptr, pos_weight_ptr, grad_out_ptr, grad_pred_ptr,
+                           n, C, gamma, TARGET_IS_INDEX: tl.constexpr,
+                           HAS_SCORE: tl.constexpr, WEIGHT_MODE: tl.constexpr,
                            USE_ALPHA: tl.constexpr, REDUCE: tl.constexpr,
                            BLOCK: tl.constexpr):
-    x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, weight_ptr,
+    x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, score_ptr, weight_ptr,
                                         tl.program_id(0), n, C, TARGET_IS_INDEX,
-                                        WEIGHT_MODE, BLOCK)
+                                        HAS_SCORE, WEIGHT_MODE, BLOCK)
     bce, log_p, log_q, log_one_minus_pt, modulator, factor, pos_weight = _focal_terms(
         x, y, offs, C, alpha_ptr, class_weight_ptr, pos_weight_ptr, gamma, USE_ALPHA)
     grad_out = load_grad_out(grad_out_ptr, offs, mask, REDUCE)
@@ -75,10 +79,11 @@ def _focal_backward_kernel(pred_ptr, target_ptr, weight_ptr, alpha_ptr, class_we
     tl.store(grad_pred_ptr + offs, grad, mask=mask)
 
 
-def _launch_backward(run, pred, target, weight, vectors, grad_out, grad_pred,
-                     num_classes, gamma, flags):
-    run(_focal_backward_kernel, elements_grid(pred), pred, target, weight, *vectors,
-        grad_out, grad_pred, pred.numel(), num_classes, gamma, **flags)
+def _launch_backward(run, tensors, vectors, grad_out, grad_pred, num_classes, gamma,
+                     flags):
+    pred = tensors[0]
+    run(_focal_backward_kernel, elements_grid(pred), *tensors, *vectors, grad_out,
+        grad_pred, pred.numel(), num_classes, gamma, **flags)
 
 
 class SigmoidFocal(torch.autograd.Function):
@@ -86,50 +91,70 @@ class SigmoidFocal(torch.autograd.Function):
     Arguments as :func:`sigmoid_focal_loss`."""
 
     @staticmethod
-    def forward(ctx, pred, target, weight, gamma, alpha, class_weight, pos_weight,
-                reduce: bool):
-        els = elements(pred, target, weight)
+    def forward(ctx, pred, target, score, weight, weight_layout: int, gamma, alpha,
+                class_weight, pos_weight, reduce: bool):
+        els = elements(pred, target, score, weight, weight_layout)
+        tensors = els.pred, els.target, els.score, els.weight
         num_classes = els.num_cols
         # without USE_ALPHA no alpha is read: any fp32 (C,) pointer stands in
         vectors = (class_weight if alpha is None else alpha, class_weight, pos_weight)
         out = (block_partials(els) if reduce else
                torch.empty(pred.shape, dtype=torch.float32, device=pred.device))
-        flags = dict(TARGET_IS_INDEX=els.target_is_index, WEIGHT_MODE=els.weight_mode,
-                     USE_ALPHA=alpha is not None, REDUCE=reduce, BLOCK=BLOCK)
+        flags = dict(TARGET_IS_INDEX=els.target_is_index, HAS_SCORE=els.has_score,
+                     WEIGHT_MODE=els.weight_mode, USE_ALPHA=alpha is not None,
+                     REDUCE=reduce, BLOCK=BLOCK)
         if els.numel:
-            launch(_focal_forward_kernel, els.grid(), els.pred, els.target, els.weight,
-                   *vectors, out, els.numel, num_classes, float(gamma), **flags)
+            launch(_focal_forward_kernel, els.grid(), *tensors, *vectors, out, els.numel,
+                   num_classes, float(gamma), **flags)
             if ctx.needs_input_grad[0]:  # the backward's specialisation, built now
-                _launch_backward(build, els.pred, els.target, els.weight, vectors,
-                                 *placeholders(pred), num_classes, float(gamma), flags)
-        ctx.save_for_backward(els.pred, els.target, els.weight, *vectors)
+                _launch_backward(build, tensors, vectors, *placeholders(pred), num_classes,
+                                 float(gamma), flags)
+        ctx.save_for_backward(*tensors, *vectors)
         ctx.gamma, ctx.flags, ctx.num_classes = float(gamma), flags, num_classes
         return out.sum() if reduce else out
 
     @staticmethod
     def backward(ctx, grad_out):
-        pred, target, weight, *vectors = ctx.saved_tensors
+        pred, target, score, weight, *vectors = ctx.saved_tensors
         grad_pred = torch.empty_like(pred)
         if pred.numel():
-            _launch_backward(launch, pred, target, weight, vectors,
+            _launch_backward(launch, (pred, target, score, weight), vectors,
                              grad_out.float().contiguous(), grad_pred, ctx.num_classes,
                              ctx.gamma, ctx.flags)
-        return (grad_pred, ) + (None, ) * 7
+        return (grad_pred, ) + (None, ) * 9
 
 
-def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight, gamma: float, alpha,
-                       class_weight: Tensor, pos_weight: Tensor, reduce: bool) -> Tensor:
+def coefficient_vectors(coefficients, num_classes: int, device) -> Tuple[Optional[Tensor], ...]:
+    """(C,) fp32 vectors of alpha (None without), class and positive weights
+    (ones where not given), on ``device``: a focal loss's
+    ``inputs.FocalCoefficients`` as the kernels read them."""
+    def vector(value):
+        if isinstance(value, Tensor):
+            return value.to(device=device, dtype=torch.float32).contiguous()
+        return torch.full((num_classes, ), 1.0 if value is None else float(value),
+                          dtype=torch.float32, device=device)
+
+    alpha, class_weight, pos_weight = coefficients
+    return (None if alpha is None else vector(alpha), vector(class_weight),
+            vector(pos_weight))
+
+
+def sigmoid_focal_loss(pred: Tensor, target: Tensor, score, weight, weight_layout: int,
+                       gamma: float, alpha, class_weight: Tensor, pos_weight: Tensor,
+                       reduce: bool) -> Tensor:
     """Triton focal loss body.
 
     Args:
         pred (Tensor): (N, C) logits, fp32 / fp16 / bf16.
         target (Tensor): (N,) index labels (C = background) or (N, C) targets.
+        score (Tensor | None): (N,) scores of a quality target (with index labels).
         weight (Tensor | None): (N,) or (N, C) label weights, 0 = ignored.
+        weight_layout (int): ``weight``'s, from ``inputs.weight_layout``.
         gamma (float): Focusing parameter.
         alpha (Tensor | None): (C,) fp32 alpha of each class, or None (no alpha).
         class_weight (Tensor): (C,) fp32 weight of each class column.
         pos_weight (Tensor): (C,) fp32 weight of each class's positive term.
         reduce (bool): Return the fp32 sum instead of the (N, C) fp32 losses.
     """
-    return SigmoidFocal.apply(pred, target, weight, gamma, alpha, class_weight,
-                              pos_weight, reduce)
+    return SigmoidFocal.apply(pred, target, score, weight, weight_layout, gamma, alpha,
+                              class_weight, pos_weight, reduce)

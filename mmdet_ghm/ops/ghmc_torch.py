@@ -15,8 +15,8 @@ from torch import Tensor
 
 from ..functional.dtype import compute_dtype
 from ..functional.targets import label_columns
-from .histogram_torch import BinnedChunks, bin_lookup, ghmc_bins
-from .torch_chunks import backward_by_rows, forward_by_rows, rows_of
+from .histogram_torch import bin_lookup
+from .torch_cpu import backward_by_rows, forward_by_rows, rows_of
 
 
 class WeightedBinaryCrossEntropy(torch.autograd.Function):
@@ -29,28 +29,28 @@ class WeightedBinaryCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits, target, weight, bin_weights, reduce: bool, binned):
+    def forward(ctx, logits, target, weight, row_weight: bool, bin_weights, p, idx,
+                reduce: bool):
         x = logits.to(compute_dtype(logits))
         bin_weights = bin_weights.to(x.dtype)
-        row_weight = weight if weight is not None and weight.shape[1] == 1 else None
+        row_weight = weight if row_weight else None
 
         def loss_rows(rows, need_grad, losses, grad):
-            p, idx = (binned[rows.start] if binned is not None else ghmc_bins(
-                x[rows], target[rows], rows_of(weight, rows), bin_weights.numel() - 1))
-            return _weighted_bce_rows(x[rows], target[rows], p, idx, bin_weights,
-                                      rows_of(weight, rows), rows_of(row_weight, rows),
-                                      reduce, need_grad, losses, grad)
+            return _weighted_bce_rows(x[rows], target[rows], p[rows], idx[rows],
+                                      bin_weights, rows_of(weight, rows),
+                                      rows_of(row_weight, rows), reduce, need_grad,
+                                      losses, grad)
 
         return forward_by_rows(ctx, logits, x, row_weight, reduce, loss_rows)
 
     @staticmethod
     def backward(ctx, grad_out):
-        return backward_by_rows(ctx, grad_out), None, None, None, None, None
+        return (backward_by_rows(ctx, grad_out), ) + (None, ) * 7
 
 
 def _weighted_bce_rows(x, target, p, idx, bin_weights, weight, row_weight, reduce,
                        need_grad, losses, grad):
-    """One chunk, as ``loss_rows`` of :func:`torch_chunks.forward_by_rows`."""
+    """One chunk, as ``loss_rows`` of :func:`torch_cpu.forward_by_rows`."""
     elem_weight = bin_lookup(bin_weights, idx)
     if weight is not None and row_weight is None:
         elem_weight.mul_(weight)
@@ -82,18 +82,19 @@ def _weighted_bce_rows(x, target, p, idx, bin_weights, weight, row_weight, reduc
 
 
 def ghmc_weighted_bce(logits: Tensor, target: Tensor, weight: Optional[Tensor],
-                      bin_weights: Tensor, reduce: bool,
-                      binned: Optional[BinnedChunks] = None) -> Tensor:
+                      row_weight: bool, bin_weights: Tensor, p: Tensor, idx: Tensor,
+                      reduce: bool) -> Tensor:
     """Sum (or (N, C) losses) of ``BCE(x, y) * bin_weights[idx] * weight``.
 
     Args:
         logits (Tensor): (N, C) logits, any float dtype (gradient in that dtype).
         target (Tensor): (N,) labels or (N, C) targets of the compute dtype.
         weight (Tensor, optional): (N, 1) or (N, C) label weights.
+        row_weight (bool): ``weight`` holds one weight per row (N, 1).
         bin_weights (Tensor): fp32 (bins + 1,) weights, 0 for the overflow bin.
+        p, idx (Tensor): The sigmoid and int32 bin of each element (N, C), from
+            ``histogram_torch.ghmc_binned``.
         reduce (bool): Return the sum instead of the elementwise losses.
-        binned (dict, optional): The (sigmoid, bins) of each row chunk from
-            ``histogram_torch.ghmc_histogram``; computed here without it.
     """
-    return WeightedBinaryCrossEntropy.apply(logits, target, weight, bin_weights, reduce,
-                                            binned)
+    return WeightedBinaryCrossEntropy.apply(logits, target, weight, row_weight,
+                                            bin_weights, p, idx, reduce)

@@ -1,22 +1,24 @@
 """The gradient-density histogram of GHM-C and GHM-R in PyTorch: the
 implementation of ``histogram_triton`` for the CPU and for GPUs whose triton
-cannot build the kernels. Both bin by ``functional.bin_index``'s rule."""
+cannot build the kernels. Both bin by ``functional.bin_index``'s rule; GHM-C
+computes it in place, by row chunks (see ``torch_cpu``), and keeps the
+sigmoid and bin of every element in the call's inputs for its weighted BCE."""
 import functools
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from ..functional.density import bin_index, bin_limits, scaled_bin_index
+from ..functional.density import bin_index
 from ..functional.targets import label_columns
-from .torch_chunks import row_chunks, rows_of
-from .torch_threads import over_parts
+from .inputs import ClassificationInputs
+from .torch_cpu import over_parts, row_chunks, rows_of
 
 
 def bin_counts(idx: Tensor, bins: int) -> Tensor:
     """Number of elements per bin, ignoring the overflow index ``bins``.
 
-    On the CPU ``bincount`` (over parts in threads, see ``torch_threads``);
+    On the CPU ``bincount`` (over parts in threads, see ``torch_cpu``);
     elsewhere ``scatter_add_``, because ``bincount`` reads the maximum back to
     the host on CUDA to size its output.
 
@@ -35,7 +37,7 @@ def bin_counts(idx: Tensor, bins: int) -> Tensor:
 
 def bin_lookup(table: Tensor, idx: Tensor) -> Tensor:
     """``table[idx]`` (a per-bin value of each element) for int32 or int64 bins
-    ``idx``; on the CPU over parts in threads (see ``torch_threads``)."""
+    ``idx``; on the CPU over parts in threads (see ``torch_cpu``)."""
     flat = idx.view(-1)
     if flat.device.type != 'cpu':
         return table.index_select(0, flat).view(idx.shape)
@@ -45,55 +47,62 @@ def bin_lookup(table: Tensor, idx: Tensor) -> Tensor:
     return out.view(idx.shape)
 
 
-def ghmc_bins(logits: Tensor, target: Tensor, weight: Optional[Tensor],
-              bins: int) -> Tuple[Tensor, Tensor]:
-    """Sigmoid and gradient-norm bin ``g = |sigmoid(x) - y|`` of each element.
+def bin_index_in_place(scaled: Tensor, valid: Optional[Tensor], bins: int) -> Tensor:
+    """``functional.bin_index`` of ``g`` given ``scaled = g * bins``, computed in
+    the buffer of an fp32 ``scaled``: its int32 view is the result, so no other
+    (N, C) tensor is made. ``scaled`` is clamped into [0, bins - 1] for valid
+    elements and [bins, bins] (the overflow index) for ignored ones, then
+    truncated (the floor, as it is >= 0). Two one-sided clamps, as a clamp with
+    both bounds tensors takes a slow path; an (N, 1) mask handles whole rows
+    without a pass over all (N, C) elements for it."""
+    if valid is not None:
+        ignored = (~valid).to(scaled.dtype)
+        scaled.clamp_(min=ignored * bins)
+        scaled.clamp_(max=ignored + (bins - 1))
+    else:
+        scaled.clamp_(max=bins - 1)
+    if scaled.dtype != torch.float32:
+        return scaled.to(torch.int32)
+    return scaled.view(torch.int32).copy_(scaled)
 
-    Args:
-        logits (Tensor): (N, C) logits, fp32 (or fp64).
-        target (Tensor): (N,) labels in [0, C] (C = background) or (N, C) targets.
-        weight (Tensor, optional): (N, 1) or (N, C) label weights, 0 = ignored.
-        bins (int): Number of bins.
 
-    Returns:
-        tuple[Tensor, Tensor]: the sigmoid (N, C) and the int32 bins (N, C),
-        ``bins`` for ignored elements.
-    """
-    p = torch.sigmoid(logits)
+def _ghmc_bins(x: Tensor, target: Tensor, weight: Optional[Tensor], bins: int,
+               p: Tensor, scaled: Tensor) -> Tensor:
+    """Sigmoid (into ``p``) and bin of ``g = |sigmoid(x) - y|`` of one row chunk,
+    the bins computed in ``scaled`` (an int32 view of it for fp32)."""
+    torch.sigmoid(x, out=p)
     if target.dim() == 1:
         col, pos = label_columns(target, p.shape[1])
-        scaled = p * bins  # g = p where y = 0
+        torch.mul(p, bins, out=scaled)  # g = p where y = 0
         p_col = p.gather(1, col)
         scaled.scatter_(1, col, torch.where(pos, 1 - p_col, p_col).mul_(bins))
     else:
-        scaled = (p - target).abs_().mul_(bins)
-    valid = None if weight is None else weight > 0
-    return p, scaled_bin_index(scaled, *bin_limits(bins, valid, p.dtype))
+        torch.sub(p, target, out=scaled).abs_().mul_(bins)
+    return bin_index_in_place(scaled, None if weight is None else weight > 0, bins)
 
 
-# (sigmoid, bins) of each row chunk by its first row: what GHM-C's weighted BCE
-# reuses of the histogram's pass
-BinnedChunks = Dict[int, Tuple[Tensor, Tensor]]
+def ghmc_binned(inputs: ClassificationInputs, bins: int) -> Tuple[Tensor, Tensor]:
+    """The sigmoid (N, C) and int32 bin (N, C) of every element of GHM-C (``bins``
+    for ignored ones), computed once per call and kept in ``inputs.binned``:
+    the histogram counts them and the weighted BCE reuses them."""
+    if inputs.binned is None:
+        x = inputs.pred.detach().to(inputs.dtype)
+        target, weight = inputs.torch_target, inputs.torch_weight
+        p, scaled = torch.empty_like(x), torch.empty_like(x)
+        idx = None if x.dtype == torch.float32 else torch.empty(
+            x.shape, dtype=torch.int32, device=x.device)
+        for rows in row_chunks(x):
+            chunk_idx = _ghmc_bins(x[rows], target[rows], rows_of(weight, rows), bins,
+                                   p[rows], scaled[rows])
+            if idx is not None:
+                idx[rows] = chunk_idx
+        inputs.binned = p, scaled.view(torch.int32) if idx is None else idx
+    return inputs.binned
 
 
-def ghmc_histogram(logits: Tensor, target: Tensor, weight: Optional[Tensor],
-                   bins: int) -> Tuple[Tensor, BinnedChunks]:
-    """Counts of the valid elements per bin, by :func:`ghmc_bins` over row chunks.
-
-    Args: as :func:`ghmc_bins`.
-
-    Returns:
-        tuple: int64 counts (bins,), and the (sigmoid, bins) of each row chunk,
-        which ``ghmc_torch.ghmc_weighted_bce`` reuses: they are kept until the
-        loss has run.
-    """
-    counts = torch.zeros(bins, dtype=torch.int64, device=logits.device)
-    binned = {}
-    for rows in row_chunks(logits):
-        binned[rows.start] = ghmc_bins(logits[rows], target[rows], rows_of(weight, rows),
-                                       bins)
-        counts += bin_counts(binned[rows.start][1], bins)
-    return counts, binned
+def ghmc_histogram(inputs: ClassificationInputs, bins: int) -> Tensor:
+    """int64 counts (bins,) of GHM-C's valid elements per bin."""
+    return bin_counts(ghmc_binned(inputs, bins)[1], bins)
 
 
 def ghmr_histogram(norm: Tensor, valid: Optional[Tensor],

@@ -33,13 +33,13 @@ def gradient_norm(x, y, mu, NORM: tl.constexpr):
 
 
 @triton.jit
-def _histogram_kernel(pred_ptr, target_ptr, weight_ptr, counts_ptr,
+def _histogram_kernel(pred_ptr, target_ptr, score_ptr, weight_ptr, counts_ptr,
                       index_ptr, n, C, mu, NORM: tl.constexpr,
-                      TARGET_IS_INDEX: tl.constexpr, WEIGHT_MODE: tl.constexpr,
-                      BINS: tl.constexpr, HIST: tl.constexpr,
+                      TARGET_IS_INDEX: tl.constexpr, HAS_SCORE: tl.constexpr,
+                      WEIGHT_MODE: tl.constexpr, BINS: tl.constexpr, HIST: tl.constexpr,
                       WRITE_INDEX: tl.constexpr, BLOCK: tl.constexpr):
-    x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, weight_ptr,
-                                        tl.program_id(0), n, C, TARGET_IS_INDEX,
+    x, y, w, offs, mask = load_elements(pred_ptr, target_ptr, score_ptr, weight_ptr,
+                                        tl.program_id(0), n, C, TARGET_IS_INDEX, HAS_SCORE,
                                         WEIGHT_MODE, BLOCK)
     idx = tl.where(mask & (w > 0), bin_of(gradient_norm(x, y, mu, NORM), BINS), BINS)
     hist = block_histogram(idx, HIST)
@@ -49,14 +49,16 @@ def _histogram_kernel(pred_ptr, target_ptr, weight_ptr, counts_ptr,
         tl.store(index_ptr + offs, idx.to(tl.int64), mask=mask)
 
 
-def gradient_histogram(pred: Tensor, target: Tensor, weight, bins: int,
-                       norm: int, mu: float = 0.0, return_index: bool = False):
+def gradient_histogram(pred: Tensor, target: Tensor, score, weight, weight_layout: int,
+                       bins: int, norm: int, mu: float = 0.0, return_index: bool = False):
     """Counts of valid elements per gradient-norm bin.
 
     Args:
         pred (Tensor): (N, C) logits (``GHMC_NORM``) or box deltas (``GHMR_NORM``).
         target (Tensor): (N,) index labels or (N, C) targets.
+        score (Tensor | None): (N,) scores of a quality target (with index labels).
         weight (Tensor | None): (N,) or (N, C) label weights, 0 = ignored.
+        weight_layout (int): ``weight``'s, from ``inputs.weight_layout``.
         bins (int): Number of bins of [0, 1].
         norm (tl.constexpr): ``GHMC_NORM`` or ``GHMR_NORM``.
         mu (float): ASL1 parameter of GHM-R.
@@ -67,16 +69,16 @@ def gradient_histogram(pred: Tensor, target: Tensor, weight, bins: int,
         Tensor | tuple[Tensor, Tensor]: int64 counts (bins,), and with
         ``return_index`` the int64 bin of each element, of pred's shape.
     """
-    els = elements(pred, target, weight)
+    els = elements(pred, target, score, weight, weight_layout)
     counts = torch.zeros(bins, dtype=torch.int32, device=pred.device)
     # without return_index the store is compiled out: counts is a stand-in pointer
     index = (torch.empty(pred.shape, dtype=torch.int64, device=pred.device)
              if return_index else counts)
     if els.numel:
         # HIST holds the extra bin of the ignored elements
-        launch(_histogram_kernel, els.grid(), els.pred, els.target, els.weight, counts,
-               index, els.numel, els.num_cols, mu, NORM=norm.value,
-               TARGET_IS_INDEX=els.target_is_index, WEIGHT_MODE=els.weight_mode,
-               BINS=bins, HIST=triton.next_power_of_2(bins + 1), WRITE_INDEX=return_index,
-               BLOCK=BLOCK)
+        launch(_histogram_kernel, els.grid(), els.pred, els.target, els.score, els.weight,
+               counts, index, els.numel, els.num_cols, mu, NORM=norm.value,
+               TARGET_IS_INDEX=els.target_is_index, HAS_SCORE=els.has_score,
+               WEIGHT_MODE=els.weight_mode, BINS=bins, HIST=triton.next_power_of_2(bins + 1),
+               WRITE_INDEX=return_index, BLOCK=BLOCK)
     return (counts.long(), index) if return_index else counts.long()

@@ -1,94 +1,44 @@
-"""The arguments of the losses, checked and laid out once for both implementations.
+"""The arguments of the losses, checked (``checks``) and laid out once for both
+implementations.
 
-Shape and dtype errors are raised at once from Python (no tensor is read).
-Value errors (labels out of range, non-finite logits) go through
-``torch._assert_async``: raised immediately on the CPU and as a device-side
-assert on CUDA, so neither ever synchronises the host with the GPU.
-
-:func:`classification_inputs` gives the sigmoid losses' arguments as
-:class:`ClassificationInputs` (target kind, weight layout, compute dtype), which
-the Triton kernels (``triton_common.elements``) and the PyTorch implementations
-(its ``torch_*`` views) both take; :class:`FocalCoefficients` holds the focal
-losses' per-class coefficients, with the views each implementation takes.
+:func:`classification_inputs` gives a sigmoid loss's arguments as
+:class:`ClassificationInputs`: the target kind (index labels or dense), the
+layout of the label weights (``NO_WEIGHT``, ``ROW_WEIGHT`` (N,) or
+``DENSE_WEIGHT`` (N, C)), decided here and nowhere else, and the compute dtype.
+The Triton kernels (``triton_common.elements``) and the PyTorch implementations
+(the ``torch_*`` views) read them. :class:`FocalCoefficients` holds a focal loss's
+per-class coefficients; each implementation's view of them is beside it
+(``focal_triton.coefficient_vectors``, ``focal_torch.column_factors``).
+:func:`regression_inputs` lays GHM-R's arguments out as (M, k) rows.
 """
 import dataclasses
 import functools
-import math
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from ..functional.asl1 import asl1_root
 from ..functional.dtype import compute_dtype
 from ..functional.targets import one_hot_labels
+from .asl1_torch import asl1_terms
+from .checks import (check_finite, check_index_labels, check_probabilities, check_range,
+                     check_scores, check_weight)
+
+# the layouts of label weights
+NO_WEIGHT, ROW_WEIGHT, DENSE_WEIGHT = 0, 1, 2
 
 
-def value_range(tensor: Tensor) -> Tuple[Tensor, Tensor]:
-    """Smallest and largest element, in one pass where the device has a kernel
-    for it. torch < 2.2 has no CPU ``aminmax`` for fp16: there the fp32 copy
-    (exact, so the same values) is read instead. CUDA reads the tensor as it is."""
-    if tensor.dtype == torch.float16 and tensor.device.type == 'cpu':
-        tensor = tensor.float()
-    return torch.aminmax(tensor)
-
-
-def check_finite(loss_name: str, arg: str, tensor: Tensor) -> None:
-    # one min/max pass; NaN fails both comparisons
-    if tensor.numel() == 0:
-        return
-    low, high = value_range(tensor)
-    torch._assert_async(
-        (low > -math.inf) & (high < math.inf),
-        f'{loss_name}: `{arg}` contains NaN or Inf; a non-finite {arg} usually '
-        'means training has diverged (lower the learning rate or clip gradients).')
-
-
-def check_range(loss_name: str, arg: str, tensor: Tensor, low: float,
-                high: float = math.inf, meaning: str = '') -> None:
-    """``low <= tensor <= high`` and finite elementwise, NaN failing (one min/max
-    pass)."""
-    if tensor.numel() == 0:
-        return
-    lowest, highest = value_range(tensor)
-    bounds = f'finite and >= {low}' if high == math.inf else f'in [{low}, {high}]'
-    torch._assert_async(
-        (lowest >= low) & (highest <= high) & (highest < math.inf),
-        f'{loss_name}: `{arg}` must be {bounds}{meaning}; found a value outside that '
-        'range (or NaN or Inf).')
-
-
-def check_index_labels(loss_name: str, target: Tensor, num_rows: int,
-                       max_label: int, background: str) -> None:
-    """(N,) integer labels with values in [0, max_label]."""
-    if target.is_floating_point() or target.dtype == torch.bool:
-        raise TypeError(
-            f'{loss_name}: (N,) `target` must hold integer class indices '
-            f'(torch.long), got {target.dtype}; for one-hot or soft targets pass '
-            'a float (N, C) tensor.')
-    if target.shape != (num_rows, ):
-        raise ValueError(f'{loss_name}: `target` of index labels must have shape '
-                         f'(N,) = ({num_rows},), got {tuple(target.shape)}.')
-    if target.numel() == 0:
-        return
-    lowest, highest = torch.aminmax(target)
-    torch._assert_async(
-        (lowest >= 0) & (highest <= max_label),
-        f'{loss_name}: `target` labels must be in [0, {max_label}] '
-        f'({background}); found a label outside that range.')
-
-
-def expand_weight(loss_name: str, weight: Optional[Tensor],
-                  shape: Tuple[int, int]) -> Tensor:
-    """Label weights (N,), (N, C) or None to (N, C); 0 means ignored."""
+def weight_layout(weight: Optional[Tensor]) -> Tuple[Optional[Tensor], int]:
+    """Checked (N,) or (N, C) label weights as the implementations take them:
+    one weight per row, as mmdet's heads pass them, also where they come as an
+    (N, 1) tensor or expanded to (N, C) without a copy (stride 0); else dense."""
     if weight is None:
-        return torch.ones(()).expand(shape)
-    if weight.shape == shape:
-        return weight
-    if weight.shape == tuple(shape[:1]):
-        return weight.unsqueeze(-1).expand(shape)
-    raise ValueError(f'{loss_name}: `weight` must have shape (N,) = ({shape[0]},) '
-                     f'or (N, C) = {tuple(shape)}, got {tuple(weight.shape)}.')
+        return None, NO_WEIGHT
+    if weight.dim() == 1:
+        return weight, ROW_WEIGHT
+    if weight.shape[1] == 1 or weight.stride(1) == 0:
+        return weight[:, 0], ROW_WEIGHT
+    return weight, DENSE_WEIGHT
 
 
 def unflatten_weight(weight: Optional[Tensor], shape: Tuple[int, int]):
@@ -100,16 +50,6 @@ def unflatten_weight(weight: Optional[Tensor], shape: Tuple[int, int]):
     return weight
 
 
-def check_weight(loss_name: str, weight: Optional[Tensor],
-                 shape: Tuple[int, ...]) -> Tensor:
-    """Checks (N,) or ``shape`` label weights (finite, >= 0); returns them
-    expanded to ``shape`` (ones for None)."""
-    expanded = expand_weight(loss_name, weight, shape)
-    if weight is not None:
-        check_range(loss_name, 'weight', weight, 0.0, meaning=' (0 = ignored)')
-    return expanded
-
-
 @dataclasses.dataclass(eq=False)
 class ClassificationInputs:
     """Checked arguments of a sigmoid classification loss (see
@@ -118,41 +58,83 @@ class ClassificationInputs:
     Attributes:
         pred (Tensor): (N, C) logits as given (any float dtype).
         target (Tensor): (N,) int64 labels (C = background) or (N, C) float targets.
-        weight (Tensor | None): None, (N,) per-row or (N, C) label weights, 0 = ignored.
+        weight (Tensor | None): Label weights in ``weight_layout``: None, (N,)
+            per row or (N, C); 0 = ignored.
+        weight_layout (int): ``NO_WEIGHT``, ``ROW_WEIGHT`` or ``DENSE_WEIGHT``.
         dtype (torch.dtype): The compute dtype (fp32; fp64 for fp64 logits).
+        score (Tensor | None): With (N,) labels, mmdet's quality target: (N,)
+            scores in [0, 1], the target of each row's label column (0 in the
+            others), as GFL, TOOD and RTMDet pass them; None for 0/1 labels.
+        binned (tuple | None): GHM-C's sigmoid and bin of every element where
+            its PyTorch histogram ran (``histogram_torch.ghmc_binned``), which
+            the weighted BCE of the same call reuses.
     """
     pred: Tensor
     target: Tensor
     weight: Optional[Tensor]
+    weight_layout: int
     dtype: torch.dtype
+    score: Optional[Tensor] = None
+    binned: Optional[Tuple[Tensor, Tensor]] = None
 
     @property
     def target_is_index(self) -> bool:
         return self.target.dim() == 1
 
+    @property
+    def binary_index(self) -> bool:
+        """(N,) labels with 0/1 targets, which the PyTorch implementations
+        compute without a dense target; quality targets run their dense path."""
+        return self.target_is_index and self.score is None
+
+    @property
+    def row_weight(self) -> bool:
+        return self.weight_layout == ROW_WEIGHT
+
     @functools.cached_property
     def torch_target(self) -> Tensor:
-        """The target as the PyTorch implementations take it: index labels as
-        they are, dense targets in the compute dtype."""
-        return self.target if self.target_is_index else self.target.to(self.dtype)
+        """The target as the PyTorch implementations take it: 0/1 index labels as
+        they are, other targets (N, C) in the compute dtype."""
+        if self.binary_index:
+            return self.target
+        return self.dense_target()
+
+    def dense_target(self) -> Tensor:
+        """The (N, C) target in the compute dtype."""
+        if not self.target_is_index:
+            return self.target.to(self.dtype)
+        target = one_hot_labels(self.target, self.pred.shape[1]).to(self.dtype)
+        return target if self.score is None else target * self.score.to(self.dtype)[:, None]
 
     @functools.cached_property
     def torch_weight(self) -> Optional[Tensor]:
-        """(N,) or (N, C) label weights as (N, 1) or (N, C) in the compute dtype,
-        broadcasting over the classes in the PyTorch implementations."""
+        """The label weights in the compute dtype, broadcasting over the classes:
+        (N, 1) per row, else (N, C)."""
         if self.weight is None:
             return None
         weight = self.weight.to(self.dtype)
-        return weight.unsqueeze(1) if weight.dim() == 1 else weight
+        return weight.unsqueeze(1) if self.row_weight else weight
 
     def dense(self) -> Tuple[Tensor, Tensor, Tensor]:
         """Logits, targets and label weights of shape (N, C) in the compute dtype."""
-        target = self.target
-        if self.target_is_index:
-            target = one_hot_labels(target, self.pred.shape[1])
-        weight = expand_weight('', self.weight, tuple(self.pred.shape))
-        return (self.pred.to(self.dtype), target.to(self.dtype),
+        if self.weight is None:
+            weight = torch.ones(()).expand(self.pred.shape)
+        else:
+            weight = self.torch_weight.expand(self.pred.shape)
+        return (self.pred.to(self.dtype), self.dense_target(),
                 weight.to(device=self.pred.device, dtype=self.dtype))
+
+    def weighted_by_label(self, label_weight: Tensor) -> 'ClassificationInputs':
+        """These inputs with each anchor's label weight times ``label_weight`` of
+        its own class ((C + 1,), background last; index labels only)."""
+        per_anchor = label_weight[self.target]
+        weight = self.weight
+        if weight is None:
+            weight = per_anchor
+        else:
+            weight = weight * (per_anchor if weight.dim() == 1 else per_anchor[:, None])
+        weight, layout = weight_layout(weight)
+        return dataclasses.replace(self, weight=weight, weight_layout=layout)
 
 
 def classification_inputs(loss_name: str, pred: Tensor, target: Tensor,
@@ -162,24 +144,36 @@ def classification_inputs(loss_name: str, pred: Tensor, target: Tensor,
     Args:
         loss_name (str): Name used in error messages.
         pred (Tensor): (N, C) logits, any float dtype.
-        target (Tensor): (N,) integer labels in [0, C], C meaning background
-            (what mmdet's heads pass), or (N, C) float one-hot / soft targets.
+        target (Tensor | tuple): (N,) integer labels in [0, C], C meaning
+            background (what mmdet's heads pass), (N, C) float one-hot / soft
+            targets, or mmdet's quality target ``(labels (N,), scores (N,))``:
+            the score in [0, 1] is the target of the label's column.
         weight (Tensor, optional): (N,), (N, C) or flattened (N * C,) label
             weights, 0 = ignored.
 
     Returns:
-        ClassificationInputs: the arguments, weights as (N,) or (N, C).
+        ClassificationInputs: the arguments, the weights in their layout.
     """
     if pred.dim() != 2 or not pred.is_floating_point():
         raise ValueError(f'{loss_name}: `pred` must be (N, C) float logits, got '
                          f'shape {tuple(pred.shape)} and dtype {pred.dtype}.')
-    if not isinstance(target, Tensor):
-        raise TypeError(
-            f'{loss_name}: `target` must be a tensor of (N,) labels or (N, C) targets, '
-            f'got a {type(target).__name__}. Heads that pass (labels, quality scores), '
-            'as GFL, TOOD and RTMDet do for QualityFocalLoss, need a quality-aware loss; '
-            f'{loss_name} is not one.')
     num_rows, num_classes = pred.shape
+    score = None
+    if isinstance(target, (tuple, list)):
+        if len(target) != 2 or not all(isinstance(t, Tensor) for t in target):
+            raise TypeError(
+                f'{loss_name}: a quality `target` must be a pair of tensors (labels (N,), '
+                'scores (N,)), as GFL, TOOD and RTMDet pass it; got '
+                f'{[type(t).__name__ for t in target]}.')
+        target, score = target
+        check_scores(loss_name, score, num_rows)
+        if target.dim() != 1:
+            raise ValueError(f'{loss_name}: the labels of a quality target must be (N,) '
+                             f'= ({num_rows},), got {tuple(target.shape)}.')
+    elif not isinstance(target, Tensor):
+        raise TypeError(
+            f'{loss_name}: `target` must be a tensor of (N,) labels or (N, C) targets, or '
+            f'a pair (labels, quality scores); got a {type(target).__name__}.')
     check_finite(loss_name, 'pred', pred)
     if target.dim() == 1:
         check_index_labels(loss_name, target, num_rows, num_classes,
@@ -196,15 +190,35 @@ def classification_inputs(loss_name: str, pred: Tensor, target: Tensor,
             f'(N, C) = {tuple(pred.shape)} targets, got {tuple(target.shape)}; '
             'with use_sigmoid=True the head predicts C scores per anchor.')
     weight = unflatten_weight(weight, tuple(pred.shape))
-    if weight is not None:
-        check_weight(loss_name, weight, (num_rows, num_classes))
-    return ClassificationInputs(pred, target, weight, compute_dtype(pred))
+    check_weight(loss_name, weight, (num_rows, num_classes))
+    return ClassificationInputs(pred, target, *weight_layout(weight), compute_dtype(pred),
+                                score)
+
+
+def probability_logits(loss_name: str, prob: Tensor) -> Tensor:
+    """The logits of probabilities, ``log(p) - log(1 - p)`` in the compute dtype
+    and differentiable: what a loss with ``activated=True`` computes on, as
+    TOOD's head passes probabilities."""
+    check_probabilities(loss_name, prob)
+    p = prob.to(compute_dtype(prob))
+    return torch.log(p) - torch.log1p(-p)
+
+
+def softmax_inputs(loss_name: str, pred: Tensor, target: Tensor,
+                   weight: Optional[Tensor]) -> ClassificationInputs:
+    """Checks the arguments of a softmax classification loss: (N, C + 1) scores
+    (background last), (N,) labels in [0, C] and (N,) label weights."""
+    num_classes = pred.shape[1] - 1
+    check_finite(loss_name, 'pred', pred)
+    check_index_labels(loss_name, target, pred.shape[0], num_classes,
+                       f'{num_classes} = background')
+    check_weight(loss_name, weight, tuple(pred.shape[:1]))
+    return ClassificationInputs(pred, target, *weight_layout(weight), compute_dtype(pred))
 
 
 class FocalCoefficients(NamedTuple):
     """The per-class coefficients of a focal loss, as configured: ``alpha`` (None,
-    a scalar or (C,)), ``class_weight`` and ``pos_weight`` (None or (C,)), with
-    the form each implementation takes."""
+    a scalar or (C,)), ``class_weight`` and ``pos_weight`` (None or (C,))."""
     alpha: Union[None, float, Tensor]
     class_weight: Optional[Tensor]
     pos_weight: Optional[Tensor]
@@ -214,29 +228,6 @@ class FocalCoefficients(NamedTuple):
             if isinstance(value, Tensor) and value.numel() != num_classes:
                 raise ValueError(f'{loss_name}: `{name}` has {value.numel()} values but '
                                  f'pred has {num_classes} classes.')
-
-    def kernel_vectors(self, num_classes: int, device) -> Tuple[Optional[Tensor], ...]:
-        """(C,) fp32 vectors of alpha (None without), class and positive weights
-        (ones where not given), on ``device``: what the Triton kernel reads."""
-        def vector(value):
-            if isinstance(value, Tensor):
-                return value.to(device=device, dtype=torch.float32).contiguous()
-            return torch.full((num_classes, ), 1.0 if value is None else float(value),
-                              dtype=torch.float32, device=device)
-
-        return (None if self.alpha is None else vector(self.alpha),
-                vector(self.class_weight), vector(self.pos_weight))
-
-    def column_factors(self, dtype: torch.dtype):
-        """Constant factors of the y = 0 and the y = 1 term of each column: scalars
-        or (C,) tensors (``(1 - alpha) * w_c`` and ``alpha * w_c * pw_c``), what the
-        PyTorch implementation of index labels takes."""
-        neg, pos = (1.0, 1.0) if self.alpha is None else (1 - self.alpha, self.alpha)
-        if self.class_weight is not None:
-            neg, pos = neg * self.class_weight, pos * self.class_weight
-        if self.pos_weight is not None:
-            pos = pos * self.pos_weight
-        return tuple(c.to(dtype) if isinstance(c, Tensor) else c for c in (neg, pos))
 
 
 class RegressionInputs(NamedTuple):
@@ -252,7 +243,7 @@ class RegressionInputs(NamedTuple):
             and of the targets, in their own dtype.
         weight_rows (Tensor | None): Those rows of the (M, k) weights.
         diff (Tensor): ``pred_rows - target_rows`` in the compute dtype.
-        root (Tensor): ``functional.asl1_root(diff, mu)``.
+        root (Tensor): ``sqrt(diff^2 + mu^2)`` (``asl1_torch.asl1_terms``).
     """
     pred: Tensor
     shape: torch.Size
@@ -303,7 +294,9 @@ def regression_inputs(loss_name: str, pred: Tensor, target: Tensor,
             weight = weight.reshape(pred.shape)
         elif weight.shape == shape[:-1]:
             weight = weight.reshape(-1)
-        weight = check_weight(loss_name, weight, tuple(pred.shape))
+        check_weight(loss_name, weight, tuple(pred.shape))
+        if weight.dim() == 1:  # one weight per row, for each of its k elements
+            weight = weight.unsqueeze(-1).expand(pred.shape)
     rows = rows_with_weight(weight) if weight is not None and select_rows else None
 
     def pick(tensor):
@@ -311,9 +304,6 @@ def regression_inputs(loss_name: str, pred: Tensor, target: Tensor,
 
     pred_rows, target_rows = pick(pred.detach()), pick(target)
     weight_rows = None if weight is None else pick(weight)
-    dtype = compute_dtype(pred)
-    with torch.no_grad():
-        diff = pred_rows.to(dtype) - target_rows.to(dtype)
-        root = asl1_root(diff, mu)
+    diff, root = asl1_terms(pred_rows, target_rows, compute_dtype(pred), mu)
     return RegressionInputs(pred, shape, rows, pred_rows, target_rows, weight_rows, diff,
                             root)

@@ -2,8 +2,8 @@
 
 Kernels see the (N, C) elements as a flat array. Targets are either (N,) index
 labels (C = background, never materialised as one-hot) or dense (N, C); label
-weights are absent, per row (N,) or dense (N, C): the layouts of
-``inputs.ClassificationInputs``, told to the kernels as ``WEIGHT_MODE``.
+weights are absent, per row (N,) or dense (N, C): ``inputs.weight_layout``'s
+layouts, told to the kernels as ``WEIGHT_MODE``.
 """
 from typing import NamedTuple
 
@@ -12,18 +12,22 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from . import inputs
+
 BLOCK = 1024
 # WEIGHT_MODE: the label weights' layout
-NO_WEIGHT = tl.constexpr(0)
-ROW_WEIGHT = tl.constexpr(1)
-DENSE_WEIGHT = tl.constexpr(2)
+NO_WEIGHT = tl.constexpr(inputs.NO_WEIGHT)
+ROW_WEIGHT = tl.constexpr(inputs.ROW_WEIGHT)
+DENSE_WEIGHT = tl.constexpr(inputs.DENSE_WEIGHT)
 
 
 class Elements(NamedTuple):
     pred: Tensor
     target: Tensor
+    score: Tensor
     weight: Tensor
     target_is_index: bool
+    has_score: bool
     weight_mode: int
     num_cols: int
 
@@ -50,28 +54,26 @@ def elements_grid(pred: Tensor):
     return (triton.cdiv(max(pred.numel(), 1), BLOCK), )
 
 
-def elements(pred: Tensor, target: Tensor, weight) -> Elements:
-    """Lays out checked (N, C) arguments for the kernels; copies nothing that is
-    already contiguous, and reads an expanded (N, 1) -> (N, C) weight per row."""
-    pred = pred.contiguous()
-    target_is_index = target.dim() == 1
-    target = target.contiguous()
-    if weight is None:
-        weight, mode = pred, NO_WEIGHT  # a valid pointer that is never read
-    elif weight.dim() == 1:
-        weight, mode = weight.contiguous(), ROW_WEIGHT
-    elif weight.stride(-1) == 0:
-        weight, mode = weight[:, 0].contiguous(), ROW_WEIGHT
-    else:
-        weight, mode = weight.contiguous(), DENSE_WEIGHT
-    return Elements(pred, target, weight, target_is_index, mode.value, pred.shape[-1])
+def elements(pred: Tensor, target: Tensor, score, weight, weight_layout: int) -> Elements:
+    """Lays out checked (N, C) arguments for the kernels: the (N,) scores of a
+    quality target or None, the label weights as ``inputs.weight_layout`` gives
+    them; copies nothing already contiguous."""
+    # without scores or weights pred stands in: a valid pointer that is never read
+    has_score = score is not None
+    score = pred if score is None else score
+    weight = pred if weight is None else weight
+    return Elements(pred.contiguous(), target.contiguous(), score.contiguous(),
+                    weight.contiguous(), target.dim() == 1, has_score, weight_layout,
+                    pred.shape[-1])
 
 
 @triton.jit
-def load_elements(pred_ptr, target_ptr, weight_ptr, pid, n, C,
-                  TARGET_IS_INDEX: tl.constexpr, WEIGHT_MODE: tl.constexpr,
-                  BLOCK: tl.constexpr):
-    """fp32 pred x, target y and label weight w of one block, and their offsets."""
+def load_elements(pred_ptr, target_ptr, score_ptr, weight_ptr, pid, n, C,
+                  TARGET_IS_INDEX: tl.constexpr, HAS_SCORE: tl.constexpr,
+                  WEIGHT_MODE: tl.constexpr, BLOCK: tl.constexpr):
+    """fp32 pred x, target y and label weight w of one block, and their offsets.
+    With index labels y is 1 at the label's column (the row's score with
+    HAS_SCORE, a quality target) and 0 elsewhere."""
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     row = offs // C
@@ -79,6 +81,8 @@ def load_elements(pred_ptr, target_ptr, weight_ptr, pid, n, C,
     if TARGET_IS_INDEX:
         label = tl.load(target_ptr + row, mask=mask, other=-1)
         y = (label == offs % C).to(tl.float32)
+        if HAS_SCORE:
+            y = y * tl.load(score_ptr + row, mask=mask, other=0.0).to(tl.float32)
     else:
         y = tl.load(target_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if WEIGHT_MODE == NO_WEIGHT:

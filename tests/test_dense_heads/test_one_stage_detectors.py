@@ -14,8 +14,7 @@ from mmdet.utils import register_all_modules
 import mmdet_ghm  # noqa: F401  (registration)
 from mmdet_ghm.losses import attach_sync, sync_statistics
 
-from ..helpers import (DETECTOR_LOSSES, DETECTORS, QUALITY_TARGETS, build_detector,
-                       detector_batch)
+from ..helpers import DETECTOR_LOSSES, DETECTORS, build_detector, detector_batch
 
 register_all_modules()
 
@@ -46,6 +45,10 @@ def train_two_iterations(model):
                   for v in (vs if isinstance(vs, list) else [vs])]
         optimizer.zero_grad()
         sum(v.sum() for v in values).backward()
+        # as the toy configs and most of mmdet's clip: TOOD and RTMDet divide a
+        # sum over every element by their alignment metrics, which from a random
+        # start gives gradients of norm 1e3 and saturates TOOD's probabilities
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=35)
         optimizer.step()
         sync_statistics(model)
         history.append(values)
@@ -61,11 +64,6 @@ def test_our_losses_in_one_stage_detectors(detector, loss_cls, ghmr):
             build_detector(detector, loss_cls, ghmr)
         return
     model = build_detector(detector, loss_cls, ghmr)
-    error, message = TypeError, QUALITY_TARGETS if expected == QUALITY_TARGETS else None
-    if message is not None:
-        with pytest.raises(error, match=message):
-            train_two_iterations(model)
-        return
     calls, history = train_two_iterations(model)
     for values in history:
         assert all(torch.isfinite(v).all() for v in values), values

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck
 
-from mmdet_ghm.functional import effective_number_weights
+from mmdet_ghm.functional import effective_number_weights, one_hot_labels
 from mmdet_ghm.losses import ClassBalancedFocalLoss, SigmoidFocalLoss
 
 from ..helpers import float64_cls_inputs, BOTH_IMPLS, make_cls_inputs
@@ -67,9 +67,9 @@ def test_sigmoid_variant_is_class_weighted_bce(impl):
     # the paper's class-balanced sigmoid CE: w_c * BCE, here averaged over N * C
     pred, labels, weight = make_cls_inputs(seed=2)
     sig = ClassBalancedFocalLoss(class_counts=COUNTS, loss_type='sigmoid', impl=impl)
-    one_hot = (labels[:, None] == torch.arange(pred.shape[1])).float()
     w = effective_number_weights(COUNTS, 0.999)
-    expected = (F.binary_cross_entropy_with_logits(pred, one_hot, reduction='none')
+    expected = (F.binary_cross_entropy_with_logits(pred, one_hot_labels(labels, pred.shape[1]),
+                                                   reduction='none')
                 * w * weight[:, None]).mean()
     torch.testing.assert_close(sig(pred, labels, weight), expected)
 
@@ -134,7 +134,7 @@ def authors_cb_loss(logits, labels, counts, beta, gamma, loss_type, per_column=F
     effective_num = 1.0 - torch.pow(beta, torch.tensor(counts, dtype=torch.float64))
     weights = (1.0 - beta) / effective_num
     weights = weights / weights.sum() * num_classes
-    one_hot = torch.nn.functional.one_hot(labels, num_classes).to(logits.dtype)
+    one_hot = torch.nn.functional.one_hot(labels, num_classes).to(logits.dtype)  # the port's
     if per_column:
         weights = weights[None, :].expand(len(labels), -1)
     else:

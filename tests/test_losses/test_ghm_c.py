@@ -6,9 +6,11 @@ from hypothesis import strategies as st
 from mmdet.models.losses import GHMC
 from torch.autograd import gradcheck
 
+from mmdet_ghm.functional import ghmc_loss, one_hot_labels
 from mmdet_ghm.losses import GHMCLoss
 
-from ..helpers import float64_cls_inputs, SETTINGS, loss_and_grad, make_cls_inputs, ramp_like
+from ..helpers import (BOTH_IMPLS, SETTINGS, float64_cls_inputs, loss_and_grad,
+                       make_cls_inputs, ramp_like)
 
 
 @pytest.mark.parametrize('bins,momentum', [(30, 0.75), (10, 0.0), (5, 0.3)])
@@ -28,11 +30,9 @@ def test_ghmc_equals_mmdet_over_successive_calls(bins, momentum):
 
 def test_ghmc_one_hot_targets_equal_index_labels():
     pred, labels, weight = make_cls_inputs()
-    one_hot = torch.zeros_like(pred)
-    fg = labels < pred.shape[1]
-    one_hot[fg, labels[fg]] = 1
     a = GHMCLoss()(pred, labels, weight)
-    b = GHMCLoss()(pred, one_hot, weight[:, None].expand_as(pred))
+    b = GHMCLoss()(pred, one_hot_labels(labels, pred.shape[1]),
+                   weight[:, None].expand_as(pred))
     torch.testing.assert_close(a, b)
 
 
@@ -136,3 +136,48 @@ def test_gradcheck_ghmc():
     loss(pred.detach(), labels, weight)  # fill the EMA
     loss.eval()  # the EMA is used but not updated: a fixed function of pred
     assert gradcheck(lambda p: loss(p, labels, weight), (pred, ))
+
+
+EPS = torch.finfo(torch.float32).eps
+
+
+def away_from_bin_edges(pred, dense_target, bins):
+    """The logits, those whose g = |sigmoid(x) - y| lies within 1e-3 of a bin's
+    width from a bin edge moved by 0.01 until none does: the two sides compute
+    the sigmoid with different roundings, which must not put an element in the
+    next bin (its weight would change by far more than a rounding)."""
+    x = pred.double()
+    for _ in range(20):
+        frac = ((x.sigmoid() - dense_target.double()).abs() * bins).frac()
+        near = (frac < 1e-3) | (frac > 1 - 1e-3)
+        x = torch.where(near, x + 0.01, x)
+    return x.to(pred.dtype)
+
+
+@pytest.mark.parametrize('impl', BOTH_IMPLS)
+@pytest.mark.parametrize('targets', ['index labels, row weights', 'soft, dense weights'])
+def test_ghmc_equals_the_functional_reference(impl, targets):
+    loss = GHMCLoss(impl=impl)  # bins 30, momentum 0.75
+    acc_sum = torch.zeros(30)
+    for call in range(3):  # successive calls: the EMA
+        pred, labels, weight = make_cls_inputs(num_anchors=500, seed=call)
+        target = dense = one_hot_labels(labels, pred.shape[1])
+        dense_weight = weight[:, None]
+        if targets == 'index labels, row weights':
+            target = labels
+        else:
+            gen = torch.Generator().manual_seed(call)
+            target = dense = dense * torch.rand(dense.shape, generator=gen)
+            weight = dense_weight = torch.rand(dense.shape, generator=gen) * (
+                torch.rand(dense.shape, generator=gen) > 0.1)
+        pred = away_from_bin_edges(pred, dense, 30)
+        value, grad = loss_and_grad(loss, pred, target, weight)
+        x = pred.clone().requires_grad_()
+        ref, acc_sum = ghmc_loss(x, dense, dense_weight, acc_sum, bins=30, momentum=0.75)
+        ref.backward()
+        assert torch.equal(loss.density.acc_sum, acc_sum)  # the same counts
+        # sums of 3500 positive terms in two orders (pairwise: log2(n) eps each)
+        torch.testing.assert_close(value, ref.detach(), rtol=32 * EPS, atol=0)
+        # a few roundings per element; p - y cancels near y, to eps of the weight
+        torch.testing.assert_close(grad, x.grad, rtol=8 * EPS,
+                                   atol=4 * EPS * x.grad.abs().max().item())

@@ -6,7 +6,7 @@ aten op that synchronises on CUDA. The code distinguishes only the CPU from
 other devices, so meta tensors take the CUDA code path; the dispatcher is told
 to treat them as CUDA tensors for the kernel path, whose launches are
 intercepted (what surrounds the kernels is what could sync). Both paths run:
-the PyTorch twin and the kernels. (Fake CUDA tensors cannot run backward on a
+the PyTorch implementation and the kernels. (Fake CUDA tensors cannot run backward on a
 CPU-only torch: autograd asks for a CUDA device guard.)
 """
 import pytest
@@ -14,11 +14,12 @@ import torch
 from mmdet.models.losses import GHMC, GHMR
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from mmdet_ghm.functional import one_hot_labels
 from mmdet_ghm.losses import GHMCLoss
 from mmdet_ghm.ops import dispatch
 
 from ..helpers import LOSSES as EVERY_LOSS
-from ..helpers import KERNELS, make_cls_inputs, make_reg_inputs, one_hot
+from ..helpers import KERNELS, make_cls_inputs, make_reg_inputs
 
 # Ops whose CUDA implementation reads a tensor back to the host: to size an
 # output (nonzero, masked_select, bincount, unique, repeat_interleave without
@@ -70,14 +71,16 @@ class ForbidHostSync(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def run_without_data(build_loss, make_inputs, dense_targets=False, kernels=False):
+def run_without_data(build_loss, make_inputs, targets='index', kernels=False):
     """forward + backward of ``build_loss()`` on meta tensors, no sync allowed;
     returns the names of the kernels it would have launched."""
     launched = []
     loss = build_loss().to(DEVICE)
     pred, target, weight = (t.to(DEVICE) for t in make_inputs())
-    if dense_targets:
-        target = one_hot(target, pred.shape[1])
+    if targets == 'dense':
+        target = one_hot_labels(target, pred.shape[1])
+    elif targets == 'quality':  # (labels, scores), as GFL, TOOD and RTMDet pass them
+        target = (target, torch.rand(target.shape).to(DEVICE))
     pred.requires_grad_()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(dispatch, 'is_gpu_tensor', lambda tensor: kernels)
@@ -95,14 +98,14 @@ LOSSES = dict(EVERY_LOSS, **{'GHMCLoss(momentum=0)': (
 # auto: the kernels on CUDA
 @pytest.mark.parametrize('impl', ['torch', pytest.param('auto', marks=KERNELS)])
 @pytest.mark.parametrize('name', LOSSES)
-@pytest.mark.parametrize('targets', ['index', 'dense'])
+@pytest.mark.parametrize('targets', ['index', 'dense', 'quality'])
 def test_loss_never_syncs_on_cuda(name, impl, targets):
     build, make_inputs = LOSSES[name]
-    if targets == 'dense' and make_inputs is make_reg_inputs:
+    if targets != 'index' and make_inputs is make_reg_inputs:
         pytest.skip('GHM-R has dense targets only')
-    launched = run_without_data(lambda: build(impl=impl), make_inputs,
-                                dense_targets=targets == 'dense', kernels=impl == 'auto')
-    # the kernel path really ran its kernels; the twin launched none
+    launched = run_without_data(lambda: build(impl=impl), make_inputs, targets=targets,
+                                kernels=impl == 'auto')
+    # the kernel path really ran its kernels; the PyTorch implementation launched none
     assert bool(launched) == (impl == 'auto'), launched
 
 

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -40,11 +43,25 @@ def test_ema_is_in_state_dict():
     assert loss.density.acc_sum.sum() > 0
 
 
+# A fresh interpreter: in this one the package is imported already.
+CUSTOM_IMPORTS = """
+from mmdet.registry import MODELS
+from mmengine.config import Config
+from mmengine.utils import import_modules_from_strings
+names = ('GHMCLoss', 'GHMRLoss', 'SigmoidFocalLoss', 'ClassBalancedFocalLoss',
+         'EqualizedFocalLoss', 'GHMRetinaHead')
+assert not any(name in MODELS.module_dict for name in names), 'registered before the import'
+cfg = Config(dict(custom_imports=dict(imports=['mmdet_ghm'], allow_failed_imports=False)))
+import_modules_from_strings(**cfg.custom_imports)
+missing = [name for name in names if name not in MODELS.module_dict]
+assert not missing, f'not registered: {missing}'
+print(MODELS.get('GHMCLoss').__module__)
+"""
+
+
 def test_custom_imports_registers_through_config():
-    from mmengine.config import Config
-    cfg = Config(dict(custom_imports=dict(imports=['mmdet_ghm'],
-                                          allow_failed_imports=False)))
-    from mmengine.utils import import_modules_from_strings
-    import_modules_from_strings(**cfg.custom_imports)
-    assert MODELS.get('GHMCLoss') is GHMCLoss
+    out = subprocess.run([sys.executable, '-c', CUSTOM_IMPORTS], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'mmdet_ghm.losses.ghm_c'
     assert mmdet_ghm.__version__

@@ -82,10 +82,11 @@ def test_alpha_class_weight_pos_weight():
 def sigmoid_focal_index_loss(logits, labels, weight, gamma=2.0, alpha=0.25,
                              class_weight=None, pos_weight=None, reduce=True):
     """The PyTorch implementation of index labels, with the focal loss's own
-    defaults (gamma 2, alpha 0.25)."""
+    defaults (gamma 2, alpha 0.25); (N, 1) weights are row weights."""
+    row_weight = weight is not None and weight.shape[1] == 1
     return focal_torch.sigmoid_focal_index_loss(
-        logits, labels, weight, gamma, FocalCoefficients(alpha, class_weight, pos_weight),
-        reduce)
+        logits, labels, weight, row_weight, gamma,
+        FocalCoefficients(alpha, class_weight, pos_weight), reduce)
 
 
 CONFIGS = {

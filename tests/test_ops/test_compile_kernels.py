@@ -51,6 +51,10 @@ def test_every_specialisation_compiles_for_sm80_and_sm90(compiled):
     for kernel in CLS_KERNELS + EFL_KERNELS:
         # dtypes x index/dense targets x no/row/dense weights x reduce
         assert layouts(specs[kernel], 'TARGET_IS_INDEX', 'WEIGHT_MODE', 'REDUCE') == every
+    # quality targets (labels, scores) in every dtype, in every kernel that reads targets
+    for kernel in ('_histogram_kernel', ) + CLS_KERNELS + EFL_KERNELS:
+        assert {(d, h) for d, i, h in layouts(specs[kernel], 'TARGET_IS_INDEX', 'HAS_SCORE')
+                if i == 'True'} == {(d, h) for d in DTYPES for h in ('True', 'False')}
     for kernel in ('_focal_forward_kernel', '_focal_backward_kernel'):  # with and without alpha
         assert {a for *_, a in layouts(specs[kernel], 'USE_ALPHA')} == {'True', 'False'}
     for kernel in EFL_KERNELS:  # with and without alpha, in every dtype
@@ -79,11 +83,11 @@ def test_compat_table_rows():
     results = [
         dict(triton='2.1.0', status='compiled', kernels={'sm_80': kernels, 'sm_90': kernels},
              seconds=300.0, seconds_per_target={'sm_80': 290.4, 'sm_90': 298.6}),
-        dict(triton='2.0.0', status='twin', reason='triton 2.0.0 is older than 2.1'),
+        dict(triton='2.0.0', status='torch', reason='triton 2.0.0 is older than 2.1'),
         dict(triton='3.9.0', status='failed', failures=[[80, 'GHMCLoss float16', 'boom']]),
     ]
     rows = compat.table(results, [80, 90]).splitlines()
     assert rows[2] == ('| 2.1.0 | 2.1 | kernels | all 5 kernels, 10 specialisations per '
                        'target (sm_80 290 s, sm_90 299 s) |')
-    assert rows[3] == '| 2.0.0 |  | twin | triton 2.0.0 is older than 2.1 |'
+    assert rows[3] == '| 2.0.0 |  | PyTorch | triton 2.0.0 is older than 2.1 |'
     assert rows[4] == '| 3.9.0 | 2.15 | FAILED | GHMCLoss float16: boom |'

@@ -7,13 +7,20 @@ import torch
 from mmdet_ghm.functional.equalized_focal import (equalized_factors, equalized_focal_grad,
                                                   equalized_focal_loss as efl_reference)
 from mmdet_ghm.functional.focal import sigmoid_focal_loss
-from mmdet_ghm.ops import dispatch, focal_triton
-from mmdet_ghm.ops.equalized_focal_triton import (ROWS_PER_PROGRAM, TILE, TILE_COLS,
-                                                  equalized_focal_loss, tile_shape)
+from mmdet_ghm.functional.targets import one_hot_labels
+from mmdet_ghm.ops import dispatch, equalized_focal_triton, focal_triton
+from mmdet_ghm.ops.equalized_focal_triton import ROWS_PER_PROGRAM, TILE, TILE_COLS, tile_shape
+from mmdet_ghm.ops.inputs import weight_layout
 
-from ..helpers import RUNS_KERNELS, make_cls_inputs, one_hot, ramp_like
+from ..helpers import RUNS_KERNELS, make_cls_inputs, ramp_like
 
 pytestmark = RUNS_KERNELS
+
+
+def equalized_focal_loss(pred, target, weight, *args):
+    """The kernel entry, given the weights in the layout the input normaliser picks."""
+    return equalized_focal_triton.equalized_focal_loss(pred, target, None,
+                                                       *weight_layout(weight), *args)
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 EPS = torch.finfo(torch.float32).eps
@@ -54,7 +61,7 @@ def make_case(num_rows, num_classes, target='index', weight='row', dtype=torch.f
     pred, labels, row_weight = make_cls_inputs(num_anchors=num_rows, num_classes=num_classes,
                                                seed=seed, pos_frac=0.3, dtype=dtype)
     gen = torch.Generator().manual_seed(seed + 1)
-    hot = one_hot(labels, num_classes)
+    hot = one_hot_labels(labels, num_classes)
     if target == 'index':
         target_t = labels
     elif target == 'dense':
@@ -77,7 +84,7 @@ def make_case(num_rows, num_classes, target='index', weight='row', dtype=torch.f
 
 
 def dense_target(target, num_classes):
-    return one_hot(target, num_classes) if target.dim() == 1 else target
+    return one_hot_labels(target, num_classes) if target.dim() == 1 else target
 
 
 def reference(pred, target, weight, gamma, alpha, class_weight, pos_weight):
@@ -179,7 +186,7 @@ def test_equals_the_authors_factors():
     coefficients = (gamma, torch.full_like(gamma, 0.25), factor, torch.ones_like(gamma))
     loss, stats, grad, grad_out = kernel_loss_and_grad(pred, labels, weight, *coefficients,
                                                        reduce=False)
-    y = one_hot(labels, num_classes).double()
+    y = one_hot_labels(labels, num_classes).double()
     row_weight = weight.double()[:, None]
     ref_loss = efl_reference(pred.double(), y, pos_neg, 2.0, 0.25, 8.0) * row_weight
     ref_grad = equalized_focal_grad(pred.double(), y, pos_neg, 2.0, 0.25, 8.0) * row_weight
@@ -201,8 +208,8 @@ def test_constant_gamma_is_the_focal_kernel():
             pred, labels, weight, torch.full_like(gamma, 2.0), alpha, class_weight,
             pos_weight, reduce=reduce)
         x = pred.detach().clone().requires_grad_()
-        focal = focal_triton.sigmoid_focal_loss(x, labels, weight, 2.0, alpha, class_weight,
-                                                pos_weight, reduce)
+        focal = focal_triton.sigmoid_focal_loss(x, labels, None, *weight_layout(weight), 2.0,
+                                                alpha, class_weight, pos_weight, reduce)
         focal.backward(grad_out)
         torch.testing.assert_close(loss, focal.detach(), rtol=4 * EPS, atol=0)
         torch.testing.assert_close(grad, x.grad, rtol=4 * EPS, atol=0)

@@ -2,15 +2,14 @@
 import pytest
 import torch
 
-from mmdet_ghm.functional import bin_index
+from mmdet_ghm.functional import bin_index, one_hot_labels
 from mmdet_ghm.losses import (ClassBalancedFocalLoss, GHMCLoss, GHMRLoss,
                               SigmoidFocalLoss, ghm_r)
-from mmdet_ghm.ops import dispatch, histogram_triton, triton_common
-from mmdet_ghm.ops.histogram_torch import bin_counts, ghmc_bins
-from mmdet_ghm.ops.inputs import ClassificationInputs
+from mmdet_ghm.ops import dispatch, histogram_torch, histogram_triton, triton_common
+from mmdet_ghm.ops.histogram_torch import bin_counts
+from mmdet_ghm.ops.inputs import ClassificationInputs, classification_inputs, weight_layout
 
-from ..helpers import (RUNS_KERNELS, loss_and_grad, make_cls_inputs, make_reg_inputs,
-                       one_hot)
+from ..helpers import RUNS_KERNELS, loss_and_grad, make_cls_inputs, make_reg_inputs
 
 pytestmark = RUNS_KERNELS
 
@@ -35,7 +34,7 @@ def cls_case(case, dtype=torch.float32, seed=0):
 
 
 def dense(pred, labels, weight):
-    return one_hot(labels, pred.shape[1]), weight[:, None].expand_as(pred).contiguous()
+    return one_hot_labels(labels, pred.shape[1]), weight[:, None].expand_as(pred).contiguous()
 
 
 BLOCK_HISTOGRAMS = {'tl.histogram': triton_common._tl_histogram,
@@ -62,13 +61,14 @@ def test_histogram_kernel_ghmc(block_histogram, case, layout):
     one_hot, dense_weight = dense(pred, labels, weight)
     g = (pred.float().sigmoid() - one_hot).abs()
     expected = bin_counts(bin_index(g, 30, dense_weight > 0), 30)
-    args = (labels, weight) if layout == 'index' else (one_hot, dense_weight)
-    counts = histogram_triton.gradient_histogram(pred, *args, 30, histogram_triton.GHMC_NORM)
+    inputs = classification_inputs('test', pred, *(labels, weight) if layout == 'index'
+                                   else (one_hot, dense_weight))
+    counts = histogram_triton.gradient_histogram(pred, inputs.target, None, inputs.weight,
+                                                 inputs.weight_layout, 30,
+                                                 histogram_triton.GHMC_NORM)
     assert torch.equal(counts, expected)
-    # the torch twin's sparse handling of index labels bins alike
-    _, idx = ghmc_bins(pred, *(labels, weight[:, None]) if layout == 'index'
-                       else (one_hot, dense_weight), 30)
-    assert torch.equal(bin_counts(idx, 30), expected)
+    # the PyTorch implementation's sparse handling of index labels bins alike
+    assert torch.equal(histogram_torch.ghmc_histogram(inputs, 30), expected)
     assert counts.sum() == (dense_weight > 0).sum()
 
 
@@ -78,7 +78,8 @@ def test_histogram_kernel_ghmr_with_index(block_histogram):
     g = diff.abs() / torch.sqrt(diff * diff + 0.02**2)
     expected_index = bin_index(g, 10, weight > 0)
     counts, index = histogram_triton.gradient_histogram(
-        pred, target, weight, 10, histogram_triton.GHMR_NORM, 0.02, return_index=True)
+        pred, target, None, *weight_layout(weight), 10, histogram_triton.GHMR_NORM, 0.02,
+        return_index=True)
     assert torch.equal(index, expected_index)
     assert torch.equal(counts, bin_counts(expected_index, 10))
 
@@ -145,10 +146,10 @@ def test_focal_triton_equals_torch(config, case, reduction):
     kwargs = dict(FOCAL_CONFIGS[config], reduction=reduction)
     pred, labels, weight = cls_case(case)
     fused = SigmoidFocalLoss(impl='triton', **kwargs).to(DEVICE)
-    twin = SigmoidFocalLoss(impl='torch', **kwargs).to(DEVICE)
+    torch_impl = SigmoidFocalLoss(impl='torch', **kwargs).to(DEVICE)
     for args in ((labels, weight), dense(pred, labels, weight)):
         loss, grad = loss_and_grad(fused, pred, *args, avg_factor=11.0)
-        ref_loss, ref_grad = loss_and_grad(twin, pred, *args, avg_factor=11.0)
+        ref_loss, ref_grad = loss_and_grad(torch_impl, pred, *args, avg_factor=11.0)
         torch.testing.assert_close(loss, ref_loss)
         torch.testing.assert_close(grad, ref_grad)
 
@@ -182,23 +183,23 @@ def test_class_balanced_triton_equals_torch(loss_type):
     pred, labels, weight = cls_case('index labels, row weights')
     fused = ClassBalancedFocalLoss(class_counts=counts, loss_type=loss_type,
                                    impl='triton').to(DEVICE)
-    twin = ClassBalancedFocalLoss(class_counts=counts, loss_type=loss_type,
-                                  impl='torch').to(DEVICE)
+    torch_impl = ClassBalancedFocalLoss(class_counts=counts, loss_type=loss_type,
+                                        impl='torch').to(DEVICE)
     loss, grad = loss_and_grad(fused, pred, labels, weight, avg_factor=20.0)
-    ref_loss, ref_grad = loss_and_grad(twin, pred, labels, weight, avg_factor=20.0)
+    ref_loss, ref_grad = loss_and_grad(torch_impl, pred, labels, weight, avg_factor=20.0)
     torch.testing.assert_close(loss, ref_loss)
     torch.testing.assert_close(grad, ref_grad)
 
 
-def test_ghmc_kernel_path_builds_no_twin_inputs(monkeypatch):
+def test_ghmc_kernel_path_builds_no_torch_inputs(monkeypatch):
     # the PyTorch implementation's (N, C) target copy and weight layout are for it only
     def built(*args):
-        raise AssertionError('the twin inputs were built on the kernel path')
+        raise AssertionError('the PyTorch inputs were built on the kernel path')
 
     monkeypatch.setattr(ClassificationInputs, 'torch_weight', property(built))
     pred, labels, weight = cls_case('index labels, row weights')
     one_hot, dense_weight = dense(pred, labels, weight)
     for args in ((labels, weight), (one_hot, dense_weight)):
         loss_and_grad(GHMCLoss(impl='triton').to(DEVICE), pred, *args)
-    with pytest.raises(AssertionError, match='twin inputs were built'):
+    with pytest.raises(AssertionError, match='PyTorch inputs were built'):
         loss_and_grad(GHMCLoss(impl='torch'), pred, labels, weight)

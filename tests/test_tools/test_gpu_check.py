@@ -72,7 +72,7 @@ def test_the_comparison_runs_without_mmdet(tmp_path):
 
 
 @RUNS_KERNELS
-def test_kernels_match_the_twin(capsys):
+def test_kernels_match_the_torch_implementation(capsys):
     assert gpu_check.check(CPU, anchors=300) == 0
     rows = gpu_check.compare(gpu_check.make_inputs(300, CPU), CPU)
     assert [r['loss'] for r in rows] == LOSSES
