@@ -55,6 +55,8 @@ def train(rank, cell, out_dir):
                     for v in (vs if isinstance(vs, list) else [vs]))
         optimizer.zero_grad()
         total.backward()
+        # clipped as the detector matrix (test_one_stage_detectors.py) clips
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=35)
         optimizer.step()
         hook.after_train_iter(runner, step)
     stats = {f'{name}.{key}': value.clone() for name, m in model.named_modules()

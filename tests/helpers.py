@@ -191,6 +191,16 @@ def detector_batch(objects=True):
     return dict(inputs=inputs, data_samples=samples)
 
 
+def _plain_batch_norm(cfg):
+    """``cfg`` with every ``SyncBN`` norm layer as ``BN``."""
+    if isinstance(cfg, dict):
+        return type(cfg)({k: 'BN' if k == 'type' and v == 'SyncBN' else _plain_batch_norm(v)
+                          for k, v in cfg.items()})
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(_plain_batch_norm(v) for v in cfg)
+    return cfg
+
+
 def build_detector(detector, loss_cls, ghmr):
     """The detector of mmdet's config for ``detector``, shrunk to the toy data (5
     classes, no pretrained weights), with our ``loss_cls`` (a key of
@@ -207,6 +217,10 @@ def build_detector(detector, loss_cls, ghmr):
     path, _, _ = DETECTORS[detector]
     cfg = Config.fromfile(osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', path))
     cfg.model.backbone.init_cfg = None  # nothing is downloaded
+    # SyncBN works on GPUs only: RTMDet's norm layers, and its conversion under DDP
+    cfg.model = _plain_batch_norm(cfg.model)
+    if cfg.model.type == 'RTMDet':
+        cfg.model.use_syncbn = False
     cfg.model.bbox_head.num_classes = DETECTOR_CLASSES
     # a head's choice of reduction stays (FSAF reweights elementwise losses)
     head_loss = cfg.model.bbox_head.get('loss_cls', {})

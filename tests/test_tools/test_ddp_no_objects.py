@@ -12,8 +12,8 @@ import torch
 from ..helpers import DETECTORS
 from .conftest import ROOT
 
-# GHM-C in every head that calls loss_cls (PAA refuses GHMCLoss at build; GFL and
-# TOOD take quality targets), GHM-R in the heads that regress deltas
+# GHM-C in every head that calls loss_cls (PAA refuses GHMCLoss at build), GFL,
+# TOOD and RTMDet with quality targets, GHM-R in the heads that regress deltas
 GHM_CELLS = [name for name, (_, deltas, expected) in DETECTORS.items()
              if name != 'PAA' and (expected == 'works' or deltas)]
 EFL_CELLS = [f'{name}:EqualizedFocalLoss' for name in ('RetinaNet', 'FCOS', 'ATSS',

@@ -1,6 +1,6 @@
 # RTMDet-tiny (mmdet's rtmdet_tiny_8xb32-300e_coco.py) on the toy data: its model
 # as it is (CSPNeXt-tiny, CSPNeXtPAFPN, the shared-conv head), BN in place of
-# SyncBN and no pretrained weights; the toy RetinaNet's data, schedule and hooks
+# SyncBN (use_syncbn=False: SyncBN works on GPUs only) and no pretrained weights; the toy RetinaNet's data, schedule and hooks
 # in place of RTMDet's strong augmentation, 300 epochs and EMA.
 _base_ = '../../toy/_base_/retinanet_toy.py'
 
@@ -9,6 +9,7 @@ act_cfg = dict(type='SiLU', inplace=True)
 model = dict(
     _delete_=True,
     type='RTMDet',
+    use_syncbn=False,
     data_preprocessor=dict(type='DetDataPreprocessor', mean=[103.53, 116.28, 123.675],
                            std=[57.375, 57.12, 58.395], bgr_to_rgb=False,
                            batch_augments=None),
