@@ -150,8 +150,9 @@ class ClassBalancedFocalLoss(nn.Module):
         Args:
             pred (Tensor): (N, C) logits for the sigmoid variants, (N, C + 1)
                 class scores (background last) for ``'softmax'``.
-            target (Tensor): (N,) int64 labels in [0, C], C = background; the
-                sigmoid variants also take (N, C) float one-hot / soft targets.
+            target (Tensor | tuple): (N,) int64 labels in [0, C], C =
+                background; the sigmoid variants also take (N, C) float one-hot /
+                soft targets and quality targets (labels (N,), scores (N,)).
             weight (Tensor, optional): (N,) label weights, or (N, C) for the
                 sigmoid variants; 0 = ignored.
             avg_factor (float, optional): 'mean' divides the sum by it (mmdet's

@@ -161,8 +161,10 @@ class EqualizedFocalLoss(nn.Module):
 
         Args:
             pred (Tensor): (N, C) logits, any float dtype.
-            target (Tensor): (N,) int64 labels in [0, C], C = background, or
-                (N, C) float one-hot / soft targets.
+            target (Tensor | tuple): (N,) int64 labels in [0, C], C =
+                background, (N, C) float one-hot / soft targets, or a quality
+                target (labels (N,), scores (N,)) as GFL, TOOD and RTMDet pass it
+                (the score is the target of the label's column).
             weight (Tensor, optional): (N,), (N, C) or flattened (N * C,) label
                 weights; elements with weight 0 are ignored (no loss, no statistic).
             avg_factor (float, optional): 'mean' divides the sum by it (mmdet's

@@ -80,8 +80,10 @@ class GHMCLoss(nn.Module):
 
         Args:
             pred (Tensor): (N, C) logits, fp32, fp16, bf16 (or fp64).
-            target (Tensor): (N,) int64 labels in [0, C], C = background, or
-                (N, C) float one-hot / soft targets.
+            target (Tensor | tuple): (N,) int64 labels in [0, C], C =
+                background, (N, C) float one-hot / soft targets, or a quality
+                target (labels (N,), scores (N,)) as GFL, TOOD and RTMDet pass it
+                (the score is the target of the label's column).
             weight (Tensor, optional): (N,), (N, C) or flattened (N * C,) label
                 weights, as mmdet's sigmoid losses take them; elements
                 with weight 0 are ignored (no loss, not in the histogram), the

@@ -99,8 +99,10 @@ class SigmoidFocalLoss(nn.Module):
 
         Args:
             pred (Tensor): (N, C) logits, any float dtype.
-            target (Tensor): (N,) int64 labels in [0, C], C = background, or
-                (N, C) float one-hot / soft targets.
+            target (Tensor | tuple): (N,) int64 labels in [0, C], C =
+                background, (N, C) float one-hot / soft targets, or a quality
+                target (labels (N,), scores (N,)) as GFL, TOOD and RTMDet pass it
+                (the score is the target of the label's column).
             weight (Tensor, optional): (N,), (N, C) or flattened (N * C,) label
                 weights, 0 = ignored.
             avg_factor (float, optional): 'mean' divides the sum by it (mmdet's
