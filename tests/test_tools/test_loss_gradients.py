@@ -36,8 +36,10 @@ def test_same_weights_and_batches_give_the_same_box_term(tool, toy):
     # focal and GHM-C configs share the architecture and the L1 box loss: at the same
     # weights on the same images and flips, only the classification term may differ
     weights = random_weights(FOCAL)
-    focal, _ = tool.measure(FOCAL, weights, 2, 0, data_options(toy))
-    ghmc, fresh = tool.measure(GHMC, weights, 2, 0, data_options(toy))
+    focal, fresh_focal, _ = tool.measure(FOCAL, weights, 2, 0, data_options(toy), warmup=2)
+    ghmc, fresh, _ = tool.measure(GHMC, weights, 2, 0, data_options(toy), warmup=2)
+    # the same measured batches although only GHM-C's fresh EMA is warmed up first
+    assert fresh_focal == []
     assert focal['loss_bbox'] == ghmc['loss_bbox']
     assert focal['loss_cls'][1] > 0 and ghmc['loss_cls'][1] > 0
     assert not math.isclose(focal['loss_cls'][1], ghmc['loss_cls'][1], rel_tol=0.1)
@@ -47,12 +49,73 @@ def test_same_weights_and_batches_give_the_same_box_term(tool, toy):
 
 def test_loss_weight_scales_its_own_term_only(tool, toy):
     weights = random_weights(FOCAL)
-    base, _ = tool.measure(FOCAL, weights, 1, 0, data_options(toy))
+    base, _, _ = tool.measure(FOCAL, weights, 1, 0, data_options(toy))
     options = dict(data_options(toy), **{'model.bbox_head.loss_cls.loss_weight': 10.0})
-    scaled, _ = tool.measure(FOCAL, weights, 1, 0, options)
+    scaled, _, _ = tool.measure(FOCAL, weights, 1, 0, options)
     for i in (0, 1):  # value, gradient norm
         assert math.isclose(scaled['loss_cls'][i], 10 * base['loss_cls'][i], rel_tol=8 * EPS)
     assert scaled['loss_bbox'] == base['loss_bbox']
+
+
+def config(path, root, options=None):
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict(dict(data_options(root), **(options or {})))
+    return cfg
+
+
+def test_equals_mmdets_own_loss_path(tool, toy):
+    # reference: the detector's own loss() (backbone, neck and head as in training),
+    # the head's inputs swapped for leaves by a forward pre-hook, the terms summed by
+    # mmengine's parse_losses, GHM-C's EMA carried from batch to batch
+    from mmdet.registry import MODELS
+
+    from mmdet_ghm.losses import attach_sync, sync_statistics
+    cfg = config(GHMC, toy)
+    weights = random_weights(FOCAL)
+    data_batches = tool.batches(cfg, 2, 0)
+    model = tool.build_model(cfg)
+    tool.load_weights(model, weights, GHMC)
+    measured = tool.loss_gradients(model, data_batches)
+
+    reference = MODELS.build(cfg.model)
+    reference.load_state_dict(weights, strict=False)
+    attach_sync(reference)
+    reference.train()
+    leaves = []
+
+    def as_leaves(head, args):
+        leaves[:] = [f.detach().requires_grad_() for f in args[0]]
+        return (tuple(leaves),)
+
+    reference.bbox_head.register_forward_pre_hook(as_leaves)
+    sums = {}
+    for batch in data_batches:
+        data = reference.data_preprocessor(batch, True)
+        _, terms = reference.parse_losses(reference.loss(data['inputs'], data['data_samples']))
+        for name in ('loss_cls', 'loss_bbox'):
+            grads = torch.autograd.grad(terms[name], leaves, retain_graph=True)
+            norm = float(torch.sqrt(sum((g ** 2).sum() for g in grads)))
+            value, total = sums.get(name, (0.0, 0.0))
+            sums[name] = (value + float(terms[name]), total + norm)
+        sync_statistics(reference)
+    assert set(measured) == {'loss_cls', 'loss_bbox'}
+    for name, (value, norm) in sums.items():
+        assert math.isclose(measured[name][0], value / 2, rel_tol=16 * EPS)
+        assert math.isclose(measured[name][1], norm / 2, rel_tol=16 * EPS)
+
+
+def test_loss_statistics_fold_after_each_batch(tool, toy):
+    # EFL adds each call's gradient sums to `pending`; only the per-iteration sync
+    # folds them into its ratios, as SyncStatisticsHook does in training
+    efl = dict(_delete_=True, type='EqualizedFocalLoss', num_classes=5, use_sigmoid=True)
+    cfg = config(FOCAL, toy, {'model.bbox_head.loss_cls': efl})
+    model = tool.build_model(cfg)
+    tool.load_weights(model, random_weights(FOCAL), FOCAL)
+    tool.loss_gradients(model, tool.batches(cfg, 1, 0))
+    loss = model.bbox_head.loss_cls.statistics
+    assert torch.all(loss.pending == 0)
+    assert loss.pos_grad.sum() > 0 and torch.all(loss.neg_grad > 0)  # folded
 
 
 def test_checkpoint_of_another_architecture_is_refused(tool, toy):
@@ -69,7 +132,7 @@ def test_command_line_prints_a_row_per_config_and_term(toy, tmp_path):
     checkpoint = tmp_path / 'weights.pth'
     torch.save({'state_dict': random_weights(FOCAL)}, checkpoint)
     out = run('tools/loss_gradients.py', FOCAL, GHMC, '--checkpoint', str(checkpoint),
-              '--batches', '1', '--cfg-options',
+              '--batches', '1', '--warmup-batches', '1', '--cfg-options',
               *[f'{k}={v}' for k, v in data_options(toy).items()])
     rows = [line for line in out.splitlines() if line.startswith('| retinanet')]
     assert [row.split(' | ')[1] for row in rows] == ['loss_cls', 'loss_bbox'] * 2
@@ -77,4 +140,5 @@ def test_command_line_prints_a_row_per_config_and_term(toy, tmp_path):
     for config_rows in (rows[:2], rows[2:]):
         assert math.isclose(sum(float(r.rstrip(' |').rsplit('| ', 1)[1]) for r in config_rows),
                             1.0, abs_tol=0.011)
-    assert 'started fresh: bbox_head.loss_cls.density.acc_sum' in out
+    assert ('started fresh and warmed up on 1 other batches: '
+            'bbox_head.loss_cls.density.acc_sum') in out
