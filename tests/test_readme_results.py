@@ -1,6 +1,7 @@
-"""The toy tables (docs/ghm_on_small_data.md and docs/long_tail.md, summarised in
-the README) are the ones docs/toy_results.json and docs/toy_lvis_results.json (every
-run's numbers) give, so the numbers a user reads are the measured ones."""
+"""The toy tables (docs/ghm_on_small_data.md, docs/long_tail.md and docs/detectors.md,
+summarised in the README) are the ones docs/toy_results.json,
+docs/toy_lvis_results.json and docs/toy_detectors_results.json (every run's numbers)
+give, so the numbers a user reads are the measured ones."""
 import json
 import os.path as osp
 
@@ -14,6 +15,7 @@ compare_losses = load_tool('compare_losses')
 @pytest.mark.parametrize('results_file, page, least_runs_shown', [
     ('toy_results.json', 'ghm_on_small_data.md', 12),  # ghm, ghm_batch, ghm_mu0.2, focal
     ('toy_lvis_results.json', 'long_tail.md', 30),  # every run of the long-tail study
+    ('toy_detectors_results.json', 'detectors.md', 48),  # every detector run
 ])
 def test_every_measured_row_is_in_the_toy_study_as_measured(results_file, page,
                                                             least_runs_shown):
@@ -53,6 +55,22 @@ def test_the_readme_summary_is_measured():
         maps = [run['mAP'] for run in results[tag]['runs']]
         shown = f'{name} {statistics.mean(maps):.3f} ± {statistics.stdev(maps):.3f}'
         assert shown in readme, shown
+
+
+def test_the_readme_detector_results_are_measured():
+    """The README's detector line: every mean ± std in it is a measured row's."""
+    import re
+    import statistics
+    with open(osp.join(ROOT, 'docs', 'toy_detectors_results.json')) as f:
+        results = json.load(f)
+    with open(osp.join(ROOT, 'README.md')) as f:
+        line = next(row for row in f if row.startswith('| [configs/toy_detectors/]'))
+    measured = set()
+    for entry in results.values():
+        maps = [run['mAP'] for run in entry['runs']]
+        measured.add(f'{statistics.mean(maps):.3f} ± {statistics.stdev(maps):.3f}')
+    shown = re.findall(r'\d\.\d{3} ± \d\.\d{3}', line)
+    assert len(shown) >= 12 and set(shown) <= measured, (shown, measured)
 
 
 def test_the_losses_page_example_runs(capsys):
