@@ -64,10 +64,11 @@ def load_weights(model, state_dict, config):
                          f'other shape {wrong[0][:3]}, missing {wrong[1][:3]}, unexpected '
                          f'{wrong[2][:3]} ({", ".join(str(len(k)) for k in wrong)} in all). '
                          'Give a checkpoint of the same architecture.')
-    fresh = other_shape + missing
-    model.load_state_dict({k: v for k, v in state_dict.items() if k not in other_shape},
-                          strict=False)
-    return fresh, [k for k in unexpected if k.startswith(loss_prefixes)]
+    # what is left is loss state; the losses' own load hooks (mmdet's GHMC/GHMR keys)
+    # decide what of it loads
+    result = model.load_state_dict(
+        {k: v for k, v in state_dict.items() if k not in other_shape}, strict=False)
+    return other_shape + result.missing_keys, result.unexpected_keys
 
 
 def batches(cfg, count, seed):

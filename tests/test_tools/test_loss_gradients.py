@@ -118,6 +118,19 @@ def test_loss_statistics_fold_after_each_batch(tool, toy):
     assert loss.pos_grad.sum() > 0 and torch.all(loss.neg_grad > 0)  # folded
 
 
+def test_mmdets_ghmc_keys_load_through_the_losses_hooks(tool, toy):
+    # a checkpoint of mmdet's GHMC (acc_sum, edges) carries its EMA into ours:
+    # nothing starts fresh, nothing is left unused
+    weights = random_weights(GHMC)
+    ema = torch.rand(30)
+    del weights['bbox_head.loss_cls.density.acc_sum']
+    weights['bbox_head.loss_cls.acc_sum'] = ema
+    weights['bbox_head.loss_cls.edges'] = torch.arange(31) / 30
+    model = tool.build_model(config(GHMC, toy))
+    assert tool.load_weights(model, weights, GHMC) == ([], [])
+    assert torch.equal(model.bbox_head.loss_cls.density.acc_sum, ema)
+
+
 def test_checkpoint_of_another_architecture_is_refused(tool, toy):
     with pytest.raises(SystemExit, match='does not fit the model of .*Give a checkpoint'):
         tool.measure(FOCAL, random_weights(FCOS), 1, 0, data_options(toy))
