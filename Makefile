@@ -76,8 +76,8 @@ test: env
 $(TOY): tools/make_toy_coco.py | $(S)/package
 	$(PY) tools/make_toy_coco.py --out data/toy_coco
 
-# Trains the toy GHM RetinaNet on the CPU (13 to 17 min on one thread of a 2-core AMD
-# EPYC: the ghm_mu0.2 runs of docs/toy_results.json), evaluates it with CocoMetric,
+# Trains the toy GHM RetinaNet on the CPU (4 to 17 min on one thread of a 2-core AMD
+# EPYC, by model: docs/development.md), evaluates it with CocoMetric,
 # prints its mAP next to the README's range over seeds, and leaves checkpoint, logs
 # and the density plots in work_dirs/ghm_retinanet_toy.
 demo: env $(TOY)

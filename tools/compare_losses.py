@@ -63,15 +63,25 @@ DATASET_METRICS = dict(coco=METRICS, lvis=LVIS_METRICS, detectors=METRICS)
 DEFAULT_ITERS = dict(coco=1500, lvis=1000, detectors=1500)  # the toy configs' own max_iters
 
 
-def machine() -> str:
-    """CPU model and core count, e.g. 'AMD EPYC, 2 cores'."""
+def machine(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """CPU model and core count, e.g. 'AMD EPYC (family 25, model 17), 2 cores': the
+    family and model numbers tell apart CPUs that a virtual machine names alike,
+    and runs of one seed differ between them."""
     model = platform.processor() or platform.machine()
     try:
-        with open('/proc/cpuinfo') as f:
-            model = next(line.split(':', 1)[1].strip() for line in f
-                         if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
+        with open(cpuinfo) as f:
+            fields = {}
+            for line in f:
+                key, _, value = line.partition(':')
+                fields.setdefault(key.strip(), value.strip())
+                if not line.strip():
+                    break  # the first processor is enough
+    except OSError:
+        fields = {}
+    if 'model name' in fields:
+        model = fields['model name']
+        if 'cpu family' in fields and 'model' in fields:
+            model += f' (family {fields["cpu family"]}, model {fields["model"]})'
     return f'{model}, {os.cpu_count()} cores'
 
 

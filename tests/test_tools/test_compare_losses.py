@@ -111,3 +111,17 @@ def test_a_failed_run_is_diverged_with_its_last_line(tmp_path):
     run = compare_losses.train_one('no_such', 0, 10, [], str(tmp_path), 1)
     assert run['diverged'] and 'retinanet_r18_fpn_no-such-1500it_toy.py' in run['error']
     assert json.loads((tmp_path / 'run.json').read_text()) == run
+
+
+def test_machine_names_the_cpu_family_and_model(tmp_path):
+    # two CPUs a virtual machine calls 'AMD EPYC' gave seed 0 different results:
+    # the record tells them apart by the first processor's family and model
+    import os
+    cpuinfo = tmp_path / 'cpuinfo'
+    first = ('processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n'
+             'model name\t: AMD EPYC\n\n')
+    cpuinfo.write_text(first + first.replace(': 0', ': 1').replace('25', '23'))
+    cores = os.cpu_count()
+    assert compare_losses.machine(str(cpuinfo)) == f'AMD EPYC (family 25, model 17), {cores} cores'
+    cpuinfo.write_text('processor\t: 0\nmodel name\t: Some CPU\n\n')
+    assert compare_losses.machine(str(cpuinfo)) == f'Some CPU, {cores} cores'
