@@ -21,7 +21,9 @@ not measured; it is listed, and so is loss state of the checkpoint that the conf
 does not use. Any other missing, unexpected or reshaped weight is an error.
 """
 import argparse
+import copy
 import os.path as osp
+from collections import OrderedDict
 import sys
 
 import torch
@@ -65,35 +67,30 @@ def load_weights(model, state_dict, config):
                          f'{wrong[2][:3]} ({", ".join(str(len(k)) for k in wrong)} in all). '
                          'Give a checkpoint of the same architecture.')
     # what is left is loss state; the losses' own load hooks (mmdet's GHMC/GHMR keys)
-    # decide what of it loads
-    result = model.load_state_dict(
-        {k: v for k, v in state_dict.items() if k not in other_shape}, strict=False)
+    # decide what of it loads. The checkpoint's module versions go along: without
+    # them mmdet's anchor-free heads rename every '<head>.*cls.*' key, loss state too
+    loadable = OrderedDict((k, v) for k, v in state_dict.items() if k not in other_shape)
+    loadable._metadata = getattr(state_dict, '_metadata', OrderedDict())
+    result = model.load_state_dict(loadable, strict=False)
     return other_shape + result.missing_keys, result.unexpected_keys
 
 
 def batches(cfg, count, seed):
-    """``count`` training batches, drawn by the config's sampler seeded with ``seed``
-    and collated by its ``collate_fn``, as mmengine's Runner builds them."""
-    from functools import partial
-
-    from mmdet.registry import DATA_SAMPLERS, DATASETS
-    from mmengine.dataset import pseudo_collate
-    from mmengine.registry import FUNCTIONS
-    from mmengine.runner import set_random_seed
+    """``count`` training batches as mmengine's Runner loads them (the config's
+    sampler seeded with ``seed``, its batch sampler and collate_fn), in this process."""
+    from mmengine.runner import Runner, set_random_seed
     set_random_seed(seed)
-    loader = cfg.train_dataloader
-    dataset = DATASETS.build(loader.dataset)
-    size = loader.batch_size
-    if len(dataset) < count * size:
+    loader_cfg = copy.deepcopy(cfg.train_dataloader)
+    # in this process, so the pipeline's random flips come from the seeded state
+    loader_cfg.update(num_workers=0, persistent_workers=False)
+    loader = Runner.build_dataloader(loader_cfg, seed=seed)
+    size = loader_cfg.batch_size
+    if len(loader.dataset) < count * size:
         raise SystemExit(f'loss_gradients: {count} batches of {size} need {count * size} '
-                         f'training images; the dataset has {len(dataset)}. Lower --batches.')
-    sampler = DATA_SAMPLERS.build(loader.get('sampler', dict(type='DefaultSampler')),
-                                  default_args=dict(dataset=dataset, seed=seed))
-    indices = iter(sampler)
-    collate = dict(loader.get('collate_fn') or dict(type=pseudo_collate))
-    kind = collate.pop('type')
-    collate = partial(FUNCTIONS.get(kind) if isinstance(kind, str) else kind, **collate)
-    return [collate([dataset[next(indices)] for _ in range(size)]) for _ in range(count)]
+                         f'training images; the dataset has {len(loader.dataset)}. Lower '
+                         '--batches.')
+    drawn = iter(loader)
+    return [next(drawn) for _ in range(count)]
 
 
 def loss_terms(losses):

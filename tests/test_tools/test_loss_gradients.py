@@ -131,6 +131,18 @@ def test_mmdets_ghmc_keys_load_through_the_losses_hooks(tool, toy):
     assert torch.equal(model.bbox_head.loss_cls.density.acc_sum, ema)
 
 
+def test_an_anchor_free_heads_loss_state_loads(tool, toy):
+    # without the checkpoint's module versions mmdet's anchor-free heads (FCOS) take
+    # it for an old one and rename loss_cls.* to conv_cls.*: the EMA must load
+    fcos_ghmc = 'configs/toy_detectors/fcos_r18_fpn_ghmc-1500it_toy.py'
+    model = tool.build_model(config(fcos_ghmc, toy))
+    weights = model.state_dict()
+    ema = torch.rand(30)
+    weights['bbox_head.loss_cls.density.acc_sum'] = ema
+    assert tool.load_weights(model, weights, fcos_ghmc) == ([], [])
+    assert torch.equal(model.bbox_head.loss_cls.density.acc_sum, ema)
+
+
 def test_checkpoint_of_another_architecture_is_refused(tool, toy):
     with pytest.raises(SystemExit, match='does not fit the model of .*Give a checkpoint'):
         tool.measure(FOCAL, random_weights(FCOS), 1, 0, data_options(toy))
