@@ -191,16 +191,6 @@ def detector_batch(objects=True):
     return dict(inputs=inputs, data_samples=samples)
 
 
-def _plain_batch_norm(cfg):
-    """``cfg`` with every ``SyncBN`` norm layer as ``BN``."""
-    if isinstance(cfg, dict):
-        return type(cfg)({k: 'BN' if k == 'type' and v == 'SyncBN' else _plain_batch_norm(v)
-                          for k, v in cfg.items()})
-    if isinstance(cfg, (list, tuple)):
-        return type(cfg)(_plain_batch_norm(v) for v in cfg)
-    return cfg
-
-
 def build_detector(detector, loss_cls, ghmr):
     """The detector of mmdet's config for ``detector``, shrunk to the toy data (5
     classes, no pretrained weights), with our ``loss_cls`` (a key of
@@ -211,14 +201,15 @@ def build_detector(detector, loss_cls, ghmr):
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.logging import MessageHub
+    from mmengine.model import revert_sync_batchnorm
 
     import mmdet_ghm  # noqa: F401  (registration)
 
     path, _, _ = DETECTORS[detector]
     cfg = Config.fromfile(osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', path))
     cfg.model.backbone.init_cfg = None  # nothing is downloaded
-    # SyncBN works on GPUs only: RTMDet's norm layers, and its conversion under DDP
-    cfg.model = _plain_batch_norm(cfg.model)
+    # SyncBN works on GPUs only: RTMDet's norm layers (reverted once built), and its
+    # conversion under DDP
     if cfg.model.type == 'RTMDet':
         cfg.model.use_syncbn = False
     cfg.model.bbox_head.num_classes = DETECTOR_CLASSES
@@ -231,7 +222,7 @@ def build_detector(detector, loss_cls, ghmr):
     if ghmr:
         cfg.model.bbox_head.loss_bbox = GHMR
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
     if detector == 'TOOD':  # past the epochs of its warm-up loss, as the runner says
         MessageHub.get_current_instance().update_info('epoch',
                                                       model.bbox_head.initial_epoch)
